@@ -1,0 +1,1 @@
+"""Compressed codebook memory bank (MBC): see issue 7."""

@@ -1,0 +1,292 @@
+"""The ``tgrag`` command: ingest, query, ask, stats, delete, demo.
+
+Errors print as one line (``error: ...``) with exit status 2; ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, is_dataclass
+from datetime import date, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError, TGRAGError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tgrag", description="Temporal RAG over knowledge that changes with time."
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ing = sub.add_parser("ingest", help="add documents to a store")
+    ing.add_argument("--store", required=True, type=Path)
+    ing.add_argument("--format", default="jsonl", choices=["jsonl", "ectqa", "timeqa", "text"])
+    ing.add_argument(
+        "--ingested-at", help="record this as the ingest time (for as-of replays), e.g. 2024-05-07"
+    )
+    ing.add_argument("--json", action="store_true", help="print the report as JSON")
+    ing.add_argument("paths", nargs="+", type=Path)
+
+    for name, helptext in (("query", "show the evidence for a question"), ("ask", "answer a question")):
+        q = sub.add_parser(name, help=helptext)
+        q.add_argument("--store", required=True, type=Path)
+        q.add_argument("--as-of", help="only what had been ingested by this date")
+        q.add_argument("--now", help="the date that 'last quarter' is relative to (default: today)")
+        q.add_argument("--budget", type=int, help="evidence token budget")
+        q.add_argument("--json", action="store_true")
+        q.add_argument("question", nargs="+")
+
+    st = sub.add_parser("stats", help="counts of documents, facts, entities, time nodes")
+    st.add_argument("--store", required=True, type=Path)
+    st.add_argument("--check", action="store_true", help="also run SQLite's integrity check")
+    st.add_argument("--json", action="store_true")
+
+    de = sub.add_parser("delete", help="remove a document (by id or key) and the facts only it stated")
+    de.add_argument("--store", required=True, type=Path)
+    de.add_argument("--json", action="store_true")
+    de.add_argument("doc_ids", nargs="+")
+
+    demo = sub.add_parser(
+        "demo", help="ingest a small corpus in time slices and answer time-sensitive questions"
+    )
+    demo.add_argument("--store", type=Path, help="keep the demo store here (default: a temporary folder)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    level = logging.DEBUG if args.debug else (logging.ERROR if args.quiet else logging.WARNING)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(_COMMANDS[args.command](args) or 0)
+    except TGRAGError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; committed batches are kept, run the command again to finish", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
+        if args.debug:
+            raise
+        print(
+            f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr
+        )
+        return 1
+
+
+def _open(store: Path, must_exist: bool = True):
+    from .sdk import TemporalRAG
+
+    if must_exist and not (store / "store.sqlite").exists():
+        raise InputError(f"no store at {store} (create one with: tgrag ingest --store {store} FILES)")
+    return TemporalRAG.open(store)
+
+
+def _date_arg(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    from .timex import parse_date
+
+    try:
+        return parse_date(value)
+    except ValueError as exc:
+        raise InputError(f"{name}: {exc}") from None
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from .readers import read_documents
+
+    skipped: list[tuple[str, str]] = []
+
+    def on_skip(where: str, reason: str) -> None:
+        skipped.append((where, reason))
+        logging.getLogger("tgrag.readers").warning("skipped %s: %s", where, reason)
+
+    for path in args.paths:
+        if not path.exists():
+            raise InputError(f"no such file: {path}")
+    ingested = _date_arg(args.ingested_at, "--ingested-at")
+    at = datetime(ingested.year, ingested.month, ingested.day) if ingested else None
+    with _open(args.store, must_exist=False) as rag:
+        bar = _progress(args, "documents")
+        try:
+            report = rag.ingest(
+                read_documents(args.format, args.paths, on_skip),
+                ingested_at=at,
+                progress=bar.update if bar else None,
+            )
+        finally:
+            if bar:
+                bar.close()
+        stats = rag.stats()
+    out = {
+        "added": len(report.added),
+        "skipped": len(report.skipped) + len(skipped),
+        "skip_reasons": [
+            f"{s.doc_id or s.position}: {s.reason}"
+            for s in report.skipped
+            if s.reason != "already in the store"
+        ]
+        + [f"{w}: {r}" for w, r in skipped],
+        "already_stored": sum(1 for s in report.skipped if s.reason == "already in the store"),
+        "facts_created": report.facts_created,
+        "facts_merged": report.facts_merged,
+        "entities_created": report.entities_created,
+        "summaries_recomputed": report.summaries_recomputed,
+        "seconds": round(report.seconds, 2),
+        "store": stats,
+    }
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(
+            f"added {out['added']} documents ({out['already_stored']} already stored, "
+            f"{out['skipped'] - out['already_stored']} skipped) in {out['seconds']} s: "
+            f"{report.facts_created} new facts, {report.facts_merged} merged, {report.entities_created} new entities, "
+            f"{report.summaries_recomputed} summaries recomputed"
+        )
+        for line in out["skip_reasons"][:20]:
+            print(f"  skipped {line}")
+        print(
+            f"store: {stats['documents']} documents, {stats['facts']} facts, {stats['entities']} entities, "
+            f"{stats['time_nodes']} time nodes"
+        )
+    return 0
+
+
+def _progress(args: argparse.Namespace, unit: str):
+    if args.quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(unit=f" {unit}", file=sys.stderr)
+
+
+def _cmd_query(args: argparse.Namespace, answer: bool = False) -> int:
+    question = " ".join(args.question).strip()
+    if not question:
+        raise InputError("the question is empty")
+    as_of = _date_arg(args.as_of, "--as-of")
+    now = _date_arg(args.now, "--now")
+    if args.budget is not None and args.budget <= 0:
+        raise InputError("--budget must be a positive number of tokens")
+    with _open(args.store) as rag:
+        if answer:
+            result: Any = rag.answer(question, as_of=as_of, budget=args.budget, now=now)
+        else:
+            result = rag.retrieve(question, as_of=as_of, budget=args.budget, now=now)
+    if args.json:
+        print(json.dumps(_plain(result), indent=2))
+    elif answer:
+        print(format_answer(result))
+    else:
+        print(format_retrieval(result))
+    return 0
+
+
+def format_retrieval(result: Any) -> str:
+    lines = [f"scope: {result.scope.interval.label} ({result.scope.relation})"]
+    if result.abstained:
+        lines.append(f"abstained: {result.reason}")
+    for i, ev in enumerate(result.evidence, 1):
+        lines.append(f"{i:2d}. [{ev.time.label}] {ev.text}  ({ev.source or ev.doc_id}, score {ev.score:.3f})")
+    return "\n".join(lines)
+
+
+def format_answer(answer: Any) -> str:
+    lines = [f"answer: {answer.text}"]
+    for c in answer.citations:
+        lines.append(f"  - [{c.time}] {c.text}  ({c.source or c.doc_id})")
+    return "\n".join(lines)
+
+
+def _plain(obj: Any) -> Any:
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {k: _plain(v) for k, v in asdict(obj).items()}
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, (date, datetime)):
+        return obj.isoformat()
+    return obj
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    return _cmd_query(args, answer=True)
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    with _open(args.store) as rag:
+        stats: dict[str, Any] = dict(rag.stats())
+        if args.check:
+            stats["integrity"] = rag.workspace.store.integrity_check()  # type: ignore[attr-defined]
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        for k, v in stats.items():
+            print(f"{k:>14}: {v}")
+    return 0
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    results = []
+    with _open(args.store) as rag:
+        for doc_id in args.doc_ids:
+            outcome = rag.delete(doc_id)
+            if outcome is None:
+                results.append({"doc_id": doc_id, "deleted": False, "reason": "no such document"})
+            else:
+                results.append(
+                    {
+                        "doc_id": outcome.doc_id,
+                        "deleted": True,
+                        "facts_removed": len(outcome.facts_removed),
+                        "facts_kept": len(outcome.facts_kept),
+                        "entities_removed": len(outcome.entities_removed),
+                    }
+                )
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            if r["deleted"]:
+                print(
+                    f"deleted {r['doc_id']}: {r['facts_removed']} facts removed, {r['facts_kept']} kept "
+                    "(stated elsewhere too)"
+                )
+            else:
+                print(f"not found: {r['doc_id']}")
+    return 0 if all(r["deleted"] for r in results) else 2
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.store)
+
+
+_COMMANDS = {
+    "ingest": _cmd_ingest,
+    "query": _cmd_query,
+    "ask": _cmd_ask,
+    "stats": _cmd_stats,
+    "delete": _cmd_delete,
+    "demo": _cmd_demo,
+}
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

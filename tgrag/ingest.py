@@ -1,0 +1,337 @@
+"""Incremental ingestion: documents -> chunks -> facts -> entities -> store, one transaction a batch.
+
+Per batch: validate (bad documents are skipped with a logged reason), drop documents already
+stored (same content hash), chunk, extract, embed what has not been embedded before (outside the
+transaction: it is the slow part), then write everything in one transaction: documents, chunks,
+entities, facts (an identical fact from another chunk merges provenance), time nodes marked dirty,
+vectors. A process killed mid-ingest leaves the store at its last committed batch; running the
+same ingest again skips what is there and completes the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+
+import numpy as np
+
+from .chunking import chunk_document
+from .extract.mentions import find_mentions
+from .hierarchy import attach_nodes, with_ancestors
+from .model import Chunk, Document, EntityMention, EntityType, Extraction, FactDraft, utcnow
+from .resolve import EntityResolver
+from .store.base import FactRow, NewFact
+from .store.sqlite import text_hash
+from .text import fold, is_binary, with_subject, words
+from .workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SkippedDocument:
+    position: int  # index in the input sequence
+    doc_id: str | None
+    source: str | None
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    added: list[str] = field(default_factory=list)
+    skipped: list[SkippedDocument] = field(default_factory=list)
+    chunks: int = 0
+    facts_created: int = 0
+    facts_merged: int = 0
+    entities_created: int = 0
+    batches: int = 0
+    dirty_nodes: int = 0
+    summaries_recomputed: int = 0
+    seconds: float = 0.0
+
+    def merge(self, other: IngestReport) -> None:
+        self.added += other.added
+        self.skipped += other.skipped
+        for name in ("chunks", "facts_created", "facts_merged", "entities_created", "batches"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def check_document(doc: object, max_chars: int) -> str | None:
+    """Why a document cannot be ingested, or None when it can."""
+    if not isinstance(doc, Document):
+        return f"not a Document but {type(doc).__name__}"
+    if not isinstance(doc.text, str):
+        return "text is not a string (decode bytes as UTF-8 first)"
+    if not doc.text.strip():
+        return "empty document"
+    if is_binary(doc.text):
+        return "binary content (NUL or control bytes)"
+    if len(doc.text) > max_chars:
+        return f"too large: {len(doc.text):,} characters (limit {max_chars:,}; raise IngestConfig.max_document_chars)"
+    if "\ufffd" in doc.text[:10000] and doc.text.count("\ufffd") > len(doc.text) / 100:
+        return "not valid UTF-8 text (many undecodable bytes)"
+    return None
+
+
+def ingest(
+    ws: Workspace,
+    documents: Iterable[Document],
+    ingested_at: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> IngestReport:
+    """Ingest documents in batches of ``config.ingest.batch_documents``; the caller holds the writer lock."""
+    started = time.perf_counter()
+    report = IngestReport()
+    seen_ids: set[str] = set()
+    seen_keys: dict[str, str] = {}
+    for batch in _batches(documents, ws.config.ingest.batch_documents):
+        accepted: list[Document] = []
+        for position, doc in batch:
+            reason = check_document(doc, ws.config.ingest.max_document_chars)
+            if reason is None:
+                assert isinstance(doc, Document)
+                if doc.id in seen_ids:
+                    reason = "duplicate of an earlier document in this input (same content)"
+                elif doc.key is not None and seen_keys.get(doc.key, doc.id) != doc.id:
+                    reason = f"duplicate key {doc.key!r}: another document in this input has it"
+            if reason is not None:
+                _skip(report, position, doc, reason)
+                continue
+            assert isinstance(doc, Document)
+            seen_ids.add(doc.id)
+            if doc.key is not None:
+                seen_keys[doc.key] = doc.id
+            accepted.append(doc)
+        known = ws.store.known_documents(d.id for d in accepted)
+        fresh: list[Document] = []
+        for doc in accepted:
+            if doc.id in known:
+                report.skipped.append(SkippedDocument(-1, doc.id, doc.source, "already in the store"))
+                continue
+            other = ws.store.document_id_for_key(doc.key) if doc.key else None
+            if other is not None and other != doc.id:
+                _skip(
+                    report, -1, doc, f"key {doc.key!r} already names document {other}; delete that one first"
+                )
+                continue
+            fresh.append(doc)
+        if fresh:
+            report.merge(_ingest_batch(ws, fresh, ingested_at or utcnow()))
+        if progress is not None:
+            progress(len(batch))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _skip(report: IngestReport, position: int, doc: object, reason: str) -> None:
+    doc_id = getattr(doc, "id", None) if isinstance(doc, Document) else None
+    source = getattr(doc, "source", None) if isinstance(doc, Document) else None
+    log.warning(
+        "skipped document %s%s: %s", doc_id or f"#{position}", f" ({source})" if source else "", reason
+    )
+    report.skipped.append(SkippedDocument(position, doc_id, source, reason))
+
+
+def _batches(documents: Iterable[Document], size: int) -> Iterator[list[tuple[int, Document]]]:
+    batch: list[tuple[int, Document]] = []
+    for position, doc in enumerate(documents):
+        batch.append((position, doc))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@dataclass
+class _Prepared:
+    doc: Document
+    chunks: list[Chunk]
+    extractions: list[Extraction]
+
+
+def _ingest_batch(ws: Workspace, docs: list[Document], ingested_at: datetime) -> IngestReport:
+    prepared = []
+    for doc in docs:
+        chunks = chunk_document(doc, ws.config.ingest.chunk_words)
+        prepared.append(_Prepared(doc, chunks, ws.extractor.extract(doc, chunks)))
+    vectors = _embed_fact_texts(ws, prepared)
+    try:
+        with ws.store.transaction():
+            ws.record_embedder()
+            report, new_rows, new_vecs, chunk_vecs = _write_batch(ws, prepared, vectors, ingested_at)
+    except BaseException:
+        ws.reload()  # entity additions were applied in memory; the store rolled back, so reload
+        raise
+    ws.indexes.add_facts(new_rows, new_vecs)
+    if chunk_vecs:
+        ids = np.array(sorted(chunk_vecs), dtype=np.int64)
+        ws.indexes.vectors["chunk"].add(ids, np.vstack([chunk_vecs[i] for i in ids]))
+    ws.indexes.generation = ws.store.generation()
+    return report
+
+
+def _embed_fact_texts(ws: Workspace, prepared: list[_Prepared]) -> dict[str, np.ndarray]:
+    """Vectors for every fact of the batch, by hash of its indexed text; known texts are reused.
+
+    The subject written here is the extractor's; resolution may pick another spelling of the same
+    entity, which only changes the prefix's wording, not what the vector is about.
+    """
+    texts = {}
+    for p in prepared:
+        for e in p.extractions:
+            for f in e.facts:
+                indexed = with_subject(f.subject, f.text)
+                texts[text_hash(indexed)] = indexed
+    known = ws.store.vectors_by_text("fact", list(texts))
+    missing = [h for h in texts if h not in known]
+    if missing:
+        vecs = ws.embedder.embed([texts[h] for h in missing])
+        known.update(zip(missing, vecs, strict=True))
+    return known
+
+
+def fact_key(subject_id: int, draft: FactDraft) -> str:
+    """Identity of a fact: same subject, relation, object and valid time -> same fact."""
+    rel = " ".join(words(draft.relation))
+    obj = " ".join(fold(draft.object).split())
+    raw = f"{subject_id}|{rel}|{obj}|{draft.time.start_ordinal}|{draft.time.end_ordinal}"
+    return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+
+
+def _write_batch(
+    ws: Workspace, prepared: list[_Prepared], vectors: dict[str, np.ndarray], ingested_at: datetime
+) -> tuple[IngestReport, list[FactRow], np.ndarray, dict[int, np.ndarray]]:
+    store = ws.store
+    report = IngestReport(batches=1)
+    resolver = EntityResolver(ws)
+    new_rows: list[FactRow] = []
+    new_vecs: list[np.ndarray] = []
+    new_texts: list[str] = []
+    merged_rows: set[int] = set()
+    chunk_vecs: dict[int, np.ndarray] = {}
+    dirty: set[str] = set()
+    ts = ingested_at.timestamp()
+    for p in prepared:
+        doc = p.doc
+        nums = store.add_document(doc, p.chunks, ingested_at)
+        report.added.append(doc.id)
+        ws.indexes.documents[doc.id] = doc.source or doc.subject
+        report.chunks += len(p.chunks)
+        mentions: list[EntityMention] = [m for e in p.extractions for m in e.entities]
+        mentions += [_mention(f.subject) for e in p.extractions for f in e.facts]
+        mentions += [_mention(n) for e in p.extractions for f in e.facts for n in f.mentions]
+        aliases = {doc.subject: doc.aliases} if doc.subject else {}
+        entity_ids = resolver.resolve(mentions, aliases)
+        for chunk, extraction in zip(p.chunks, extraction_list(p), strict=True):
+            chunk_num = nums[chunk.id]
+            per_chunk: list[np.ndarray] = []
+            for draft in extraction.facts:
+                subject_id = entity_ids.get(draft.subject)
+                if subject_id is None:
+                    log.info("fact without a resolvable subject skipped: %r", draft.text[:80])
+                    continue
+                nodes = attach_nodes(draft.time)
+                ents = tuple(
+                    sorted({entity_ids[n] for n in draft.mentions if n in entity_ids} | {subject_id})
+                )
+                fact = NewFact(
+                    key=fact_key(subject_id, draft),
+                    subject_id=subject_id,
+                    relation=draft.relation,
+                    object=draft.object,
+                    start=draft.time.start_ordinal,
+                    end=draft.time.end_ordinal,
+                    granularity=draft.time.granularity.value,
+                    time_label=draft.time.label,
+                    text=draft.text,
+                    value=draft.value,
+                    unit=draft.unit,
+                    confidence=draft.confidence,
+                    entity_ids=ents,
+                    node_ids=tuple(n.id for n in nodes),
+                    projected=_projected(doc, draft),
+                )
+                chain = with_ancestors(nodes)
+                store.add_time_nodes(chain)
+                fact_id, created = store.upsert_fact(fact, doc.id, chunk_num, ingested_at)
+                indexed = with_subject(draft.subject, draft.text)
+                vec = vectors[text_hash(indexed)]
+                per_chunk.append(vec)
+                if created:
+                    report.facts_created += 1
+                    new_rows.append(
+                        FactRow(
+                            fact_id,
+                            subject_id,
+                            draft.text,
+                            fact.start,
+                            fact.end,
+                            fact.granularity,
+                            fact.time_label,
+                            ts,
+                            doc.id,
+                            chunk_num,
+                            draft.confidence,
+                            ents,
+                            fact.projected,
+                        )
+                    )
+                    new_vecs.append(vec)
+                    new_texts.append(indexed)
+                    dirty.update(n.id for n in chain)
+                else:
+                    report.facts_merged += 1
+                    merged_rows.add(fact_id)
+            if per_chunk:
+                mean = np.mean(per_chunk, axis=0)
+                chunk_vecs[chunk_num] = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+    store.mark_dirty(dirty)
+    if new_rows:
+        store.put_vectors("fact", [r.id for r in new_rows], np.vstack(new_vecs), new_texts)
+    if chunk_vecs:
+        store.put_vectors("chunk", list(chunk_vecs), np.vstack(list(chunk_vecs.values())))
+    if merged_rows:
+        # A merged fact may be a fact created earlier in this same batch: refresh from the store.
+        created_ids = {r.id for r in new_rows}
+        refreshed = {r.id: r for r in store.fact_rows(sorted(merged_rows))}
+        new_rows = [refreshed.get(r.id, r) for r in new_rows]
+        ws.indexes.catalog.update_sources([r for fid, r in refreshed.items() if fid not in created_ids])
+    report.entities_created = resolver.created
+    report.dirty_nodes = len(dirty)
+    vec_array = np.vstack(new_vecs) if new_vecs else np.zeros((0, ws.embedder.dim), np.float32)
+    return report, new_rows, vec_array, chunk_vecs
+
+
+def _projected(doc: Document, draft: FactDraft) -> bool:
+    """A forecast: most of the fact's valid time lies after its document was written (or its period).
+
+    "Our outlook for 2025" in a call held in February 2025 is about a year that has barely begun.
+    """
+    ends = []
+    if doc.period is not None:
+        ends.append(doc.period.end_ordinal)
+    if doc.date is not None:
+        ends.append(doc.date.toordinal() + 1)
+    time = draft.time
+    if not ends or time.start is None or time.end is None:
+        return False
+    return (time.start_ordinal + time.end_ordinal) / 2 >= max(ends)
+
+
+def extraction_list(p: _Prepared) -> Sequence[Extraction]:
+    if len(p.extractions) != len(p.chunks):
+        raise ValueError(f"extractor returned {len(p.extractions)} results for {len(p.chunks)} chunks")
+    return p.extractions
+
+
+@lru_cache(maxsize=65536)
+def _mention(name: str) -> EntityMention:
+    """A name given as a fact's subject or mention, typed the way the mention rules would type it."""
+    found = find_mentions(f"about {name}")
+    return EntityMention(name, found[0].type if found and found[0].text == name else EntityType.OTHER)

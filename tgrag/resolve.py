@@ -1,0 +1,93 @@
+"""Entity resolution: map surface names to store entities, creating new ones when nothing matches.
+
+In order: an exact match on a normalised name key (case, punctuation, accents, possessives and
+corporate suffixes removed: "Crocs, Inc." = "crocs" = "Croc's"); then an existing alias; then
+embedding similarity above a threshold, among entities of a compatible type that share a word.
+Deterministic: new names are resolved in sorted order, so the same input gives the same ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from .model import EntityMention, EntityType
+from .text import name_key
+from .workspace import Workspace
+
+# When mentions of one name disagree on its type, the more specific type wins.
+_TYPE_PRIORITY = [
+    EntityType.PERSON,
+    EntityType.ORGANIZATION,
+    EntityType.PLACE,
+    EntityType.PRODUCT,
+    EntityType.OTHER,
+]
+
+
+class EntityResolver:
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.created = 0
+
+    def resolve(
+        self, mentions: Iterable[EntityMention], aliases: dict[str, tuple[str, ...]] | None = None
+    ) -> dict[str, int]:
+        """Surface text -> entity id for every mention (inside the caller's transaction)."""
+        aliases = aliases or {}
+        types: dict[str, EntityType] = {}
+        names: dict[str, str] = {}
+        surface: dict[str, str] = {}
+        for m in mentions:
+            key = name_key(m.text)
+            if not key:
+                continue
+            surface[m.text] = key
+            names.setdefault(key, m.text)
+            old = types.get(key)
+            if old is None or _TYPE_PRIORITY.index(m.type) < _TYPE_PRIORITY.index(old):
+                types[key] = m.type
+        idx = self.ws.indexes
+        ids: dict[str, int] = {k: idx.alias_keys[k] for k in names if k in idx.alias_keys}
+        new_keys = sorted(k for k in names if k not in ids)
+        if new_keys:
+            vectors = self.ws.embedder.embed([names[k] for k in new_keys])
+            for key, vec in zip(new_keys, vectors, strict=True):
+                if key in idx.alias_keys:  # created a moment ago under another spelling in this batch
+                    ids[key] = idx.alias_keys[key]
+                    continue
+                match = self._similar(key, types[key], vec)
+                if match is not None:
+                    ids[key] = match
+                    self.ws.store.add_aliases(match, [names[key]])
+                    idx.add_aliases(match, [names[key]])
+                    continue
+                extra = aliases.get(names[key], ())
+                eid = self.ws.store.add_entity(names[key], types[key], extra)
+                self.ws.store.put_vectors("entity", [eid], vec[None, :], [names[key]])
+                idx.add_entity(eid, names[key], types[key], tuple(extra))
+                idx.vectors["entity"].add(np.array([eid], dtype=np.int64), vec[None, :])
+                ids[key] = eid
+                self.created += 1
+        for name, extra in aliases.items():  # aliases of names that already existed
+            key = name_key(name)
+            if key in ids and extra:
+                self.ws.store.add_aliases(ids[key], list(extra))
+                idx.add_aliases(ids[key], list(extra))
+        return {text: ids[key] for text, key in surface.items() if key in ids}
+
+    def _similar(self, key: str, type: EntityType, vec: np.ndarray) -> int | None:
+        idx = self.ws.indexes
+        if len(idx.vectors["entity"]) == 0:
+            return None
+        scores, found = idx.vectors["entity"].search(vec[None, :], 5)
+        words = set(key.split())
+        for score, eid in zip(scores[0], found[0], strict=True):
+            if eid < 0 or score < self.ws.config.ingest.entity_similarity:
+                break
+            other = idx.entity_types.get(int(eid))
+            compatible = other is not None and (other == type or EntityType.OTHER in (other, type))
+            if compatible and words & set(name_key(idx.entity_names[int(eid)]).split()):
+                return int(eid)
+        return None

@@ -1,0 +1,353 @@
+"""Time-scoped retrieval: question -> scope -> candidates -> graph ranking -> evidence in a budget.
+
+1. The question's time scope (at / before / after / between / relative to ``now``; none = all).
+2. Facts visible to the query: stored by ``as_of`` (bi-temporal) and overlapping the scope.
+3. Abstain, with a reason, when the question names only entities the store does not know, or the
+   scope holds no dated fact about what was asked.
+4. Candidates: dense (faiss, filtered to the scope) plus BM25, fused.
+5. Personalised PageRank over the scoped fact-entity graph, seeded by the question's entities and
+   the best candidates; each fact's score is weighted by how much of its time lies in the scope.
+6. Questions about several entities get each entity's best facts in turn, then the rest by score;
+   evidence is packed greedily into the token budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+
+import numpy as np
+
+from .config import RetrievalConfig
+from .extract.mentions import find_mentions
+from .graph import personalized_pagerank, subgraph
+from .model import Evidence, EvidenceKind, QueryScope, RetrievalResult
+from .text import name_key
+from .timex import parse_query_scope
+from .tokens import count_tokens_batch
+from .workspace import Workspace
+
+MAX_GRAPH_FACTS = 60_000  # beyond this, the graph is cut to candidates and the seed entities' facts
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    rows: np.ndarray  # catalog rows, best first
+    scores: np.ndarray
+    relevance: np.ndarray  # relevance before graph and time weights, aligned with rows
+
+
+def as_timestamp(as_of: datetime | date | None) -> float | None:
+    """An as-of date means the end of that day: everything ingested on it is visible."""
+    if as_of is None:
+        return None
+    if isinstance(as_of, datetime):
+        return (as_of if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc)).timestamp()
+    end = datetime(as_of.year, as_of.month, as_of.day, tzinfo=timezone.utc).timestamp() + 86400.0
+    return end - 1e-3
+
+
+class TemporalRetriever:
+    def __init__(self, ws: Workspace, config: RetrievalConfig | None = None) -> None:
+        self.ws = ws
+        self.config = config or ws.config.retrieval
+
+    def retrieve(
+        self,
+        question: str,
+        as_of: datetime | date | None = None,
+        budget: int | None = None,
+        now: date | None = None,
+        scope: QueryScope | None = None,
+    ) -> RetrievalResult:
+        self.ws.refresh_if_stale()
+        cfg = self.config
+        idx = self.ws.indexes
+        scope = scope or parse_query_scope(question, now)
+        as_of_dt = _as_datetime(as_of)
+        budget = cfg.budget_tokens if budget is None else budget
+
+        def abstain(reason: str, entities: tuple[str, ...] = ()) -> RetrievalResult:
+            return RetrievalResult(question, scope, (), True, reason, entities, as_of_dt)
+
+        catalog = idx.catalog
+        visible = catalog.visible(as_timestamp(as_of))
+        if not visible.any():
+            when = f" as of {as_of_dt:%Y-%m-%d}" if as_of_dt else ""
+            return abstain(f"the store holds no facts{when}")
+        in_scope = visible & catalog.in_scope(scope.interval)
+
+        # Entities: those the question names that the store knows, and those it does not.
+        mention_names = [m.text for m in find_mentions(question)]
+        query_vec, mention_vecs = self._embed(question, mention_names)
+        known = dict(idx.entities_in(question))
+        unknown: list[str] = []
+        for name, vec in zip(mention_names, mention_vecs, strict=True):
+            if (
+                name_key(name) in {name_key(idx.entity_names.get(e, "")) for e in known}
+                or name_key(name) in idx.alias_keys
+            ):
+                known.setdefault(idx.alias_keys.get(name_key(name), -1), name)
+                continue
+            match = self._similar_entity(vec)
+            if match is None:
+                unknown.append(name)
+            else:
+                known.setdefault(match, name)
+        known.pop(-1, None)
+        entity_ids = list(known)
+        entity_names = tuple(idx.entity_names[e] for e in entity_ids if e in idx.entity_names)
+        if mention_names and not entity_ids:
+            return abstain(f"the store knows nothing about {_join(unknown or mention_names)}")
+        if not scope.unbounded:
+            dated_in_scope = in_scope & catalog.observed()
+            if entity_ids:
+                dated_in_scope &= self._touches(entity_ids)
+            if not dated_in_scope.any():
+                about = f" about {_join(entity_names)}" if entity_names else ""
+                return abstain(
+                    f"no evidence in scope: nothing{about} observed {_describe(scope)}", entity_names
+                )
+
+        ranked = self._rank(question, scope, query_vec, in_scope, entity_ids)
+        if len(ranked.rows) == 0 or ranked.relevance.max(initial=0.0) < cfg.min_score:
+            return abstain(f"nothing relevant {_describe(scope)}", entity_names)
+        order = self._diversify(ranked, entity_ids)
+        evidence = self._pack(order, ranked, scope, query_vec, budget)
+        if not evidence:
+            return abstain("no evidence fits the token budget", entity_names)
+        return RetrievalResult(question, scope, tuple(evidence), False, "", entity_names, as_of_dt)
+
+    # ---- steps ----------------------------------------------------------------------------------
+    def _embed(self, question: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        vecs = self.ws.embedder.embed([question, *names])
+        return vecs[0], vecs[1:]
+
+    def _similar_entity(self, vec: np.ndarray) -> int | None:
+        index = self.ws.indexes.vectors["entity"]
+        if len(index) == 0:
+            return None
+        scores, ids = index.search(vec[None, :], 1)
+        if ids.shape[1] and ids[0, 0] >= 0 and scores[0, 0] >= self.ws.config.ingest.entity_similarity:
+            return int(ids[0, 0])
+        return None
+
+    def _touches(self, entity_ids: list[int]) -> np.ndarray:
+        inc = self.ws.indexes.catalog.incidence()
+        cols = [e for e in entity_ids if e < inc.shape[1]]
+        if not cols:
+            return np.zeros(inc.shape[0], dtype=bool)
+        return np.asarray(inc[:, cols].sum(axis=1)).ravel() > 0
+
+    def _rank(
+        self,
+        question: str,
+        scope: QueryScope,
+        query_vec: np.ndarray,
+        in_scope: np.ndarray,
+        entity_ids: list[int],
+    ) -> _Ranked:
+        cfg = self.config
+        idx = self.ws.indexes
+        catalog = idx.catalog
+        k = cfg.candidates
+        allowed = None if in_scope.all() else catalog.ids[in_scope]
+        _, dense_ids = idx.vectors["fact"].search(query_vec, k, allowed)
+        dense_rows = catalog.rows_of(dense_ids[0][dense_ids[0] >= 0])
+        lexical_query = question.replace(scope.text, " ") if scope.text else question
+        bm25 = idx.lexical.scores(lexical_query)
+        bm25 = np.where(in_scope, bm25, 0.0)
+        lex_rows = np.argsort(-bm25)[:k]
+        lex_rows = lex_rows[bm25[lex_rows] > 0]
+        candidates = np.union1d(dense_rows[dense_rows >= 0], lex_rows)
+        if len(candidates) == 0:
+            return _Ranked(np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+
+        # Graph over the scoped facts; seeds: question entities and the candidates' relevance.
+        scoped_rows = np.flatnonzero(in_scope)
+        if len(scoped_rows) > MAX_GRAPH_FACTS:
+            keep = np.zeros(len(catalog), dtype=bool)
+            keep[candidates] = True
+            if entity_ids:
+                keep |= self._touches(entity_ids) & in_scope
+            scoped_rows = np.flatnonzero(keep)
+        relevance_all = np.zeros(len(catalog))
+        cand_vecs = idx.vectors["fact"].vectors(catalog.ids[candidates])  # type: ignore[attr-defined]
+        dense = cand_vecs @ query_vec
+        lex = bm25[candidates]
+        lex_norm = lex / lex.max() if lex.max() > 0 else lex
+        relevance = cfg.dense_weight * dense + cfg.lexical_weight * lex_norm
+        relevance_all[candidates] = relevance
+        inc, cols = subgraph(catalog.incidence(), scoped_rows)
+        fact_seed = np.clip(relevance_all[scoped_rows], 0.0, None) ** 2
+        entity_seed = np.zeros(len(cols))
+        if entity_ids:
+            positions = np.searchsorted(cols, entity_ids)
+            valid = (positions < len(cols)) & (cols[np.minimum(positions, len(cols) - 1)] == entity_ids)
+            entity_seed[positions[valid]] = fact_seed.sum() / max(int(valid.sum()), 1)
+        ppr, _ = personalized_pagerank(inc, fact_seed, entity_seed, cfg.ppr_damping, cfg.ppr_iterations)
+        ppr_norm = ppr / ppr.max() if ppr.max() > 0 else ppr
+
+        # Facts the walk found that neither search did join the candidates (with their dense score).
+        extra = scoped_rows[np.argsort(-ppr_norm)[:k]]
+        extra = np.setdiff1d(extra, candidates)
+        if len(extra):
+            extra_vecs = idx.vectors["fact"].vectors(catalog.ids[extra])  # type: ignore[attr-defined]
+            relevance_all[extra] = cfg.dense_weight * (extra_vecs @ query_vec) + cfg.lexical_weight * (
+                bm25[extra] / lex.max() if lex.max() > 0 else 0.0
+            )
+            candidates = np.concatenate([candidates, extra])
+        graph_all = np.zeros(len(catalog))
+        graph_all[scoped_rows] = ppr_norm
+        time_weight = (
+            np.ones(len(candidates))
+            if scope.unbounded
+            else catalog.time_weight(scope.interval, cfg.undated_time_weight)[candidates]
+        )
+        base = relevance_all[candidates] + cfg.graph_weight * graph_all[candidates]
+        scores = base * time_weight
+        order = np.argsort(-scores, kind="stable")
+        return _Ranked(candidates[order], scores[order], relevance_all[candidates][order])
+
+    def _diversify(self, ranked: _Ranked, entity_ids: list[int]) -> list[int]:
+        """Positions into ``ranked``: for several entities, each one's best facts in turn."""
+        n = len(ranked.rows)
+        if len(entity_ids) < 2:
+            return list(range(n))
+        catalog = self.ws.indexes.catalog
+        queues: list[list[int]] = [[] for _ in entity_ids]
+        for pos, row in enumerate(ranked.rows):
+            ents = catalog.entities[int(row)]
+            for q, e in enumerate(entity_ids):
+                if e in ents:
+                    queues[q].append(pos)
+        order: list[int] = []
+        taken: set[int] = set()
+        for depth in range(2):
+            for queue in queues:
+                for pos in queue[depth:]:
+                    if pos not in taken:
+                        order.append(pos)
+                        taken.add(pos)
+                        break
+        order += [p for p in range(n) if p not in taken]
+        return order
+
+    def _pack(
+        self, order: list[int], ranked: _Ranked, scope: QueryScope, query_vec: np.ndarray, budget: int
+    ) -> list[Evidence]:
+        idx = self.ws.indexes
+        catalog = idx.catalog
+        items: list[tuple[float, Evidence]] = []
+        head = order[: max(64, budget // 8)]
+        texts = [catalog.texts[int(ranked.rows[p])] for p in head]
+        tokens = count_tokens_batch(texts)
+        for p, text, n in zip(head, texts, tokens, strict=True):
+            row = int(ranked.rows[p])
+            items.append(
+                (
+                    float(ranked.scores[p]),
+                    Evidence(
+                        text=text,
+                        time=catalog.time_of(row),
+                        score=float(ranked.scores[p]),
+                        kind=EvidenceKind.FACT,
+                        doc_id=catalog.doc_ids[row],
+                        source=idx.documents.get(catalog.doc_ids[row]),
+                        item_id=f"fact:{int(catalog.ids[row])}",
+                        subject=idx.entity_names.get(int(catalog.subject[row])),
+                        tokens=n,
+                    ),
+                )
+            )
+        items = self._with_summaries(items, scope, query_vec, ranked)
+        out: list[Evidence] = []
+        used = 0
+        seen: set[tuple[str, str]] = set()
+        for _, ev in items:
+            key = (ev.text, ev.time.label)
+            if key in seen or used + ev.tokens > budget:
+                continue
+            seen.add(key)
+            out.append(ev)
+            used += ev.tokens
+        return out
+
+    def _with_summaries(
+        self, items: list[tuple[float, Evidence]], scope: QueryScope, query_vec: np.ndarray, ranked: _Ranked
+    ) -> list[tuple[float, Evidence]]:
+        """Time-node summaries in scope compete with facts, at a discount: they help broad questions."""
+        idx = self.ws.indexes
+        entries = (
+            idx.nodes_in(scope.interval)
+            if not scope.unbounded
+            else [e for e in idx.nodes.values() if e.node.summary]
+        )
+        if not entries or len(idx.vectors["node"]) == 0:
+            return items
+        nums = np.array([e.num for e in entries], dtype=np.int64)
+        scores, found = idx.vectors["node"].search(query_vec, min(3, len(nums)), nums)
+        by_num = {e.num: e for e in entries}
+        top_fact = ranked.scores[0] if len(ranked.scores) else 0.0
+        extra: list[tuple[float, Evidence]] = []
+        texts = []
+        for s, num in zip(scores[0], found[0], strict=True):
+            if num < 0:
+                continue
+            node = by_num[int(num)].node
+            score = float(s) * self.config.summary_weight * (1.0 + self.config.graph_weight)
+            if score < 0.5 * top_fact:
+                continue
+            texts.append(f"Summary of {node.id}: {node.summary}")
+            extra.append(
+                (
+                    score,
+                    Evidence(
+                        texts[-1],
+                        node.interval,
+                        score,
+                        EvidenceKind.SUMMARY,
+                        None,
+                        None,
+                        f"summary:{node.id}",
+                    ),
+                )
+            )
+        if not extra:
+            return items
+        tokens = count_tokens_batch(texts)
+        pending = sorted(
+            ((s, _with_tokens(ev, n)) for (s, ev), n in zip(extra, tokens, strict=True)), key=lambda p: -p[0]
+        )
+        # Keep the (diversified) fact order; a summary goes in before the first fact it outscores.
+        merged: list[tuple[float, Evidence]] = []
+        for item in items:
+            while pending and pending[0][0] > item[0]:
+                merged.append(pending.pop(0))
+            merged.append(item)
+        return merged + pending
+
+
+def _with_tokens(ev: Evidence, n: int) -> Evidence:
+    return Evidence(ev.text, ev.time, ev.score, ev.kind, ev.doc_id, ev.source, ev.item_id, ev.subject, n)
+
+
+def _as_datetime(as_of: datetime | date | None) -> datetime | None:
+    ts = as_timestamp(as_of)
+    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+def _join(names: tuple[str, ...] | list[str]) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _describe(scope: QueryScope) -> str:
+    iv = scope.interval
+    if scope.unbounded:
+        return "in the store"
+    if iv.start is None:
+        return f"before {iv.end}"
+    if iv.end is None:
+        return f"from {iv.start} on"
+    return f"in {iv.label}" if iv.label and ".." not in iv.label else f"between {iv.start} and {iv.end}"

@@ -1,0 +1,158 @@
+"""The Python SDK: ``TemporalRAG.open(path)``, then ``ingest``, ``retrieve``, ``answer``, ``delete``.
+
+>>> rag = TemporalRAG.open("stores/calls")
+>>> rag.ingest([Document("Revenue was $4.1 billion.", period=TimeInterval.quarter(2024, 2), subject="Acme")])
+>>> rag.answer("What was Acme's revenue in Q2 2024?").text
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .answer import ExtractiveAnswerer
+from .config import Config
+from .embed import Embedder, create_embedder
+from .extract import Extractor, create_extractor
+from .ingest import IngestReport, ingest
+from .model import Answer, Document, Fact, RetrievalResult
+from .retrieve import TemporalRetriever
+from .store.base import STORES, DeleteOutcome, DocumentRecord
+from .summaries import refresh_summaries
+from .workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+class TemporalRAG:
+    """A temporal knowledge graph in a folder: SQLite plus derived indexes, no server needed."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self._ws = ws
+        self._retriever = TemporalRetriever(ws)
+        self._answerer = ExtractiveAnswerer()
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        config: Config | None = None,
+        *,
+        embedder: str | Embedder | None = None,
+        extractor: str | Extractor | None = None,
+        store: str = "sqlite",
+    ) -> TemporalRAG:
+        """Open (creating if needed) the store at ``path``. Models are chosen by spec or object."""
+        config = config or Config()
+        path = Path(path)
+        graph_store = STORES.create(store, path=path)
+        try:
+            emb = create_embedder(embedder or config.embedder)
+            ext = create_extractor(
+                extractor or config.extractor, fiscal_year_start_month=config.ingest.fiscal_year_start_month
+            )
+            ws = Workspace.open(path, config, graph_store, emb, ext)
+        except BaseException:
+            graph_store.close()
+            raise
+        return cls(ws)
+
+    # ---- writing ------------------------------------------------------------------------------
+    def ingest(
+        self,
+        documents: Iterable[Document | str | dict[str, Any]],
+        ingested_at: datetime | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> IngestReport:
+        """Add documents (skipping ones already stored), then refresh the summaries of changed times.
+
+        ``ingested_at`` backdates the knowledge time, e.g. to replay a corpus for as-of queries.
+        """
+        ws = self._ws
+        with ws.lock:
+            ws.refresh_if_stale()
+            report = ingest(ws, (_as_document(d) for d in documents), ingested_at, progress)
+            report.summaries_recomputed = refresh_summaries(ws)
+            ws.save_indexes()
+        return report
+
+    def delete(self, doc_id: str) -> DeleteOutcome | None:
+        """Remove a document (by id or key): its provenance, and every fact no other source states."""
+        ws = self._ws
+        with ws.lock:
+            ws.refresh_if_stale()
+            resolved = ws.store.document_id_for_key(doc_id) or doc_id
+            with ws.store.transaction():
+                outcome = ws.store.delete_document(resolved)
+            if outcome is None:
+                return None
+            idx = ws.indexes
+            idx.remove_facts(list(outcome.facts_removed))
+            idx.catalog.update_sources(list(ws.store.fact_rows(list(outcome.facts_kept))))
+            idx.remove_entities(outcome.entities_removed)
+            idx.vectors["chunk"].remove(np.array(outcome.chunks_removed, dtype=np.int64))
+            idx.documents.pop(resolved, None)
+            idx.generation = ws.store.generation()
+            refresh_summaries(ws)
+            ws.save_indexes()
+        return outcome
+
+    # ---- reading ------------------------------------------------------------------------------
+    def retrieve(
+        self,
+        question: str,
+        as_of: datetime | date | None = None,
+        budget: int | None = None,
+        now: date | None = None,
+    ) -> RetrievalResult:
+        """Evidence for ``question`` inside its time scope, as known at ``as_of``, within ``budget`` tokens."""
+        return self._retriever.retrieve(question, as_of=as_of, budget=budget, now=now)
+
+    def answer(
+        self,
+        question: str,
+        as_of: datetime | date | None = None,
+        budget: int | None = None,
+        now: date | None = None,
+    ) -> Answer:
+        """An extractive answer with citations (the offline default), or an abstention with its reason."""
+        return self._answerer.answer(self.retrieve(question, as_of=as_of, budget=budget, now=now))
+
+    def facts(self, ids: list[int]) -> list[Fact]:
+        return self._ws.store.facts(ids)
+
+    def documents(self) -> list[DocumentRecord]:
+        return self._ws.store.documents()
+
+    def stats(self) -> dict[str, int]:
+        return self._ws.store.stats()
+
+    @property
+    def workspace(self) -> Workspace:
+        return self._ws
+
+    def close(self) -> None:
+        self._ws.store.close()
+
+    def __enter__(self) -> TemporalRAG:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _as_document(item: Document | str | dict[str, Any]) -> Document:
+    if isinstance(item, Document):
+        return item
+    if isinstance(item, str):
+        return Document(item)
+    if isinstance(item, dict):
+        from .readers import document_from_record
+
+        return document_from_record(item)
+    return item  # ingest reports anything else as a skipped document with its type
