@@ -22,6 +22,8 @@ demo: install
 	$(VENV)/bin/tgrag demo
 
 test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy tgrag
 	$(PY) -m pytest -q
 
 lint: install

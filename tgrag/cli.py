@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sqlite3
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
@@ -76,6 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; committed batches are kept, run the command again to finish", file=sys.stderr)
         return 130
+    except sqlite3.DatabaseError as exc:  # damage inside the database that opening did not reach
+        if args.debug:
+            raise
+        print(
+            f"error: the database of store {getattr(args, 'store', None)} is damaged ({exc}). Restore it from "
+            "a backup, or move it aside and ingest the documents again.",
+            file=sys.stderr,
+        )
+        return 2
     except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
         if args.debug:
             raise
@@ -233,13 +243,13 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     with _open(args.store) as rag:
         stats: dict[str, Any] = dict(rag.stats())
         if args.check:
-            stats["integrity"] = rag.workspace.store.integrity_check()  # type: ignore[attr-defined]
+            stats["integrity"] = rag.workspace.store.integrity_check()
     if args.json:
         print(json.dumps(stats, indent=2))
     else:
         for k, v in stats.items():
             print(f"{k:>14}: {v}")
-    return 0
+    return 0 if stats.get("integrity", "ok") == "ok" else 2  # a failed check fails the command
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:

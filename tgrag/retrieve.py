@@ -19,11 +19,12 @@ from datetime import date, datetime, timezone
 import numpy as np
 
 from .config import RetrievalConfig
+from .errors import InputError
 from .extract.mentions import find_mentions
 from .graph import personalized_pagerank, subgraph
 from .model import Evidence, EvidenceKind, QueryScope, RetrievalResult
 from .text import name_key
-from .timex import parse_query_scope
+from .timex import parse_date, parse_query_scope
 from .tokens import count_tokens_batch
 from .workspace import Workspace
 
@@ -60,6 +61,12 @@ class TemporalRetriever:
         now: date | None = None,
         scope: QueryScope | None = None,
     ) -> RetrievalResult:
+        if not isinstance(question, str) or not question.strip():
+            raise InputError("the question must be a non-empty string")
+        as_of = _coerce_date(as_of, "as_of")
+        now = _coerce_date(now, "now")
+        if budget is not None and (not isinstance(budget, int) or budget <= 0):
+            raise InputError(f"budget must be a positive number of tokens, not {budget!r}")
         self.ws.refresh_if_stale()
         cfg = self.config
         idx = self.ws.indexes
@@ -100,14 +107,22 @@ class TemporalRetriever:
         if mention_names and not entity_ids:
             return abstain(f"the store knows nothing about {_join(unknown or mention_names)}")
         if not scope.unbounded:
-            dated_in_scope = in_scope & catalog.observed()
+            # Out of scope: nothing observed in the asked time, and the asked time lies outside the
+            # span documented at all by the documents about the asked entities. Inside that span a
+            # state that started earlier may still hold ("joined the league in 1954" answers "in
+            # 1997"), and documents name their subject in many ways ("Zé Pedro", "he").
+            observed = visible & catalog.observed()
             if entity_ids:
-                dated_in_scope &= self._touches(entity_ids)
-            if not dated_in_scope.any():
-                about = f" about {_join(entity_names)}" if entity_names else ""
-                return abstain(
-                    f"no evidence in scope: nothing{about} observed {_describe(scope)}", entity_names
-                )
+                observed &= catalog.same_documents(self._touches(entity_ids) & visible)
+            if not (observed & in_scope).any():
+                span = catalog.hull(observed)
+                if span is None or not span.overlaps(scope.interval):
+                    about = f" about {_join(entity_names)}" if entity_names else ""
+                    covers = (
+                        f" (the store covers {span.start} to {span.end})" if span and span.bounded else ""
+                    )
+                    reason = f"no evidence in scope: nothing{about} observed {_describe(scope)}{covers}"
+                    return abstain(reason, entity_names)
 
         ranked = self._rank(question, scope, query_vec, in_scope, entity_ids)
         if len(ranked.rows) == 0 or ranked.relevance.max(initial=0.0) < cfg.min_score:
@@ -177,6 +192,7 @@ class TemporalRetriever:
         lex = bm25[candidates]
         lex_norm = lex / lex.max() if lex.max() > 0 else lex
         relevance = cfg.dense_weight * dense + cfg.lexical_weight * lex_norm
+        relevance += cfg.chunk_weight * self._chunk_similarity(candidates, query_vec)
         relevance_all[candidates] = relevance
         inc, cols = subgraph(catalog.incidence(), scoped_rows)
         fact_seed = np.clip(relevance_all[scoped_rows], 0.0, None) ** 2
@@ -193,8 +209,10 @@ class TemporalRetriever:
         extra = np.setdiff1d(extra, candidates)
         if len(extra):
             extra_vecs = idx.vectors["fact"].vectors(catalog.ids[extra])  # type: ignore[attr-defined]
-            relevance_all[extra] = cfg.dense_weight * (extra_vecs @ query_vec) + cfg.lexical_weight * (
-                bm25[extra] / lex.max() if lex.max() > 0 else 0.0
+            relevance_all[extra] = (
+                cfg.dense_weight * (extra_vecs @ query_vec)
+                + cfg.lexical_weight * (bm25[extra] / lex.max() if lex.max() > 0 else 0.0)
+                + cfg.chunk_weight * self._chunk_similarity(extra, query_vec)
             )
             candidates = np.concatenate([candidates, extra])
         graph_all = np.zeros(len(catalog))
@@ -208,6 +226,16 @@ class TemporalRetriever:
         scores = base * time_weight
         order = np.argsort(-scores, kind="stable")
         return _Ranked(candidates[order], scores[order], relevance_all[candidates][order])
+
+    def _chunk_similarity(self, rows: np.ndarray, query_vec: np.ndarray) -> np.ndarray:
+        """Similarity of the question to the passage each fact came from (0 where unknown)."""
+        index = self.ws.indexes.vectors["chunk"]
+        chunks = self.ws.indexes.catalog.chunk[rows]
+        wanted = np.unique(chunks[chunks >= 0])  # every chunk that yielded a fact has a vector
+        if len(wanted) == 0:
+            return np.zeros(len(rows))
+        sims = dict(zip(wanted.tolist(), (index.vectors(wanted) @ query_vec).tolist(), strict=True))  # type: ignore[attr-defined]
+        return np.array([sims.get(int(c), 0.0) for c in chunks])
 
     def _diversify(self, ranked: _Ranked, entity_ids: list[int]) -> list[int]:
         """Positions into ``ranked``: for several entities, each one's best facts in turn."""
@@ -278,11 +306,9 @@ class TemporalRetriever:
     ) -> list[tuple[float, Evidence]]:
         """Time-node summaries in scope compete with facts, at a discount: they help broad questions."""
         idx = self.ws.indexes
-        entries = (
-            idx.nodes_in(scope.interval)
-            if not scope.unbounded
-            else [e for e in idx.nodes.values() if e.node.summary]
-        )
+        # Only summaries that gather several facts: a one-fact summary repeats its fact.
+        entries = idx.nodes_in(scope.interval) if not scope.unbounded else list(idx.nodes.values())
+        entries = [e for e in entries if e.node.summary and len(e.node.summary_fact_ids) >= 3]
         if not entries or len(idx.vectors["node"]) == 0:
             return items
         nums = np.array([e.num for e in entries], dtype=np.int64)
@@ -330,6 +356,20 @@ class TemporalRetriever:
 
 def _with_tokens(ev: Evidence, n: int) -> Evidence:
     return Evidence(ev.text, ev.time, ev.score, ev.kind, ev.doc_id, ev.source, ev.item_id, ev.subject, n)
+
+
+def _coerce_date(value: object, name: str) -> datetime | date | None:
+    """Dates may come as date, datetime or an ISO-like string; anything else is the caller's error."""
+    if value is None or isinstance(value, (date, datetime)):
+        return value
+    if isinstance(value, str):
+        try:
+            return parse_date(value)
+        except ValueError as exc:
+            raise InputError(f"{name}: {exc}") from None
+    raise InputError(
+        f"{name} must be a date, a datetime or a string like 2024-06-30, not {type(value).__name__}"
+    )
 
 
 def _as_datetime(as_of: datetime | date | None) -> datetime | None:

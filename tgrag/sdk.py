@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,9 @@ import numpy as np
 from .answer import ExtractiveAnswerer
 from .config import Config
 from .embed import Embedder, create_embedder
+from .errors import StoreCorruptedError, StoreError, StoreLockedError
 from .extract import Extractor, create_extractor
-from .ingest import IngestReport, ingest
+from .ingest import IngestReport, InvalidRecord, ingest
 from .model import Answer, Document, Fact, RetrievalResult
 from .retrieve import TemporalRetriever
 from .store.base import STORES, DeleteOutcome, DocumentRecord
@@ -35,7 +38,7 @@ class TemporalRAG:
     def __init__(self, ws: Workspace) -> None:
         self._ws = ws
         self._retriever = TemporalRetriever(ws)
-        self._answerer = ExtractiveAnswerer()
+        self._answerer = ExtractiveAnswerer(ws.embedder)
 
     @classmethod
     def open(
@@ -56,7 +59,8 @@ class TemporalRAG:
             ext = create_extractor(
                 extractor or config.extractor, fiscal_year_start_month=config.ingest.fiscal_year_start_month
             )
-            ws = Workspace.open(path, config, graph_store, emb, ext)
+            with store_errors(path):
+                ws = Workspace.open(path, config, graph_store, emb, ext)
         except BaseException:
             graph_store.close()
             raise
@@ -74,9 +78,10 @@ class TemporalRAG:
         ``ingested_at`` backdates the knowledge time, e.g. to replay a corpus for as-of queries.
         """
         ws = self._ws
-        with ws.lock:
+        with store_errors(ws.path), ws.lock:
             ws.refresh_if_stale()
             report = ingest(ws, (_as_document(d) for d in documents), ingested_at, progress)
+            report.dirty_nodes = len(ws.store.time_nodes(dirty_only=True))
             report.summaries_recomputed = refresh_summaries(ws)
             ws.save_indexes()
         return report
@@ -84,7 +89,7 @@ class TemporalRAG:
     def delete(self, doc_id: str) -> DeleteOutcome | None:
         """Remove a document (by id or key): its provenance, and every fact no other source states."""
         ws = self._ws
-        with ws.lock:
+        with store_errors(ws.path), ws.lock:
             ws.refresh_if_stale()
             resolved = ws.store.document_id_for_key(doc_id) or doc_id
             with ws.store.transaction():
@@ -111,7 +116,8 @@ class TemporalRAG:
         now: date | None = None,
     ) -> RetrievalResult:
         """Evidence for ``question`` inside its time scope, as known at ``as_of``, within ``budget`` tokens."""
-        return self._retriever.retrieve(question, as_of=as_of, budget=budget, now=now)
+        with store_errors(self._ws.path):
+            return self._retriever.retrieve(question, as_of=as_of, budget=budget, now=now)
 
     def answer(
         self,
@@ -146,7 +152,23 @@ class TemporalRAG:
         self.close()
 
 
-def _as_document(item: Document | str | dict[str, Any]) -> Document:
+@contextmanager
+def store_errors(path: Path) -> Iterator[None]:
+    """SQLite's errors as tgrag's: a damaged file, a lock held too long, anything else."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise StoreLockedError(f"store {path} is busy ({exc}); try again") from None
+        raise StoreError(f"store {path}: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        raise StoreCorruptedError(
+            f"{path / 'store.sqlite'} is damaged ({exc}). Restore it from a backup, or move it aside and "
+            "ingest the documents again."
+        ) from None
+
+
+def _as_document(item: Document | str | dict[str, Any]) -> Document | InvalidRecord:
     if isinstance(item, Document):
         return item
     if isinstance(item, str):
@@ -154,5 +176,8 @@ def _as_document(item: Document | str | dict[str, Any]) -> Document:
     if isinstance(item, dict):
         from .readers import document_from_record
 
-        return document_from_record(item)
+        try:
+            return document_from_record(item)
+        except ValueError as exc:
+            return InvalidRecord(f"bad record: {exc}")
     return item  # ingest reports anything else as a skipped document with its type

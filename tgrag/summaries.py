@@ -31,15 +31,15 @@ def refresh_summaries(ws: Workspace) -> int:
         candidates = set(store.node_fact_ids(node.id))
         for child in children.get(node.id, []):
             candidates.update(picked.get(child, ()))
-        ids = [f for f in sorted(candidates) if catalog.row(f) is not None]
-        rows = [catalog.row(f) for f in ids]
+        rows_of = {f: r for f in sorted(candidates) if (r := catalog.row(f)) is not None}
+        ids, rows = list(rows_of), list(rows_of.values())
         if ids:
             _, vecs = store.get_vectors("fact", ids)
             summary = summarise(
                 ids,
                 vecs,
                 [catalog.texts[r] for r in rows],
-                [float(catalog.confidence[r]) for r in rows],  # type: ignore[index]
+                [float(catalog.confidence[r]) for r in rows],
                 ws.config.ingest.summary_facts,
             )
             results[node.id] = (summary.text, summary.fact_ids)

@@ -16,6 +16,7 @@ _ABBREVIATIONS = frozenset(
     sen rep ft mt adm brig cpl pvt pres supt assoc univ bros cf al op pp vol ed eds""".split()
 )
 
+_DOTTED = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]\.?")
 _BOUNDARY = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s)")
 _NEXT_START = re.compile(r"\s+([\"'“‘(\[]?[A-Z0-9$€£¥])")
 
@@ -49,6 +50,8 @@ def _is_boundary(text: str, match: re.Match[str]) -> bool:
         return True
     if len(prev) == 1 and prev.isalpha() and prev.isupper():
         return False  # an initial: "Newton D. Baker", "D . Baker"
+    if _DOTTED.fullmatch(prev):
+        return False  # letters with dots: "C.D . Montijo", "U.S. Steel"
     return prev.lower().rstrip(".") not in _ABBREVIATIONS
 
 
@@ -100,7 +103,9 @@ def _stem(word: str) -> str:
 
 def words(text: str) -> list[str]:
     """Lower-cased word tokens without stop words, lightly stemmed: the lexical index's terms."""
-    return [_stem(w) for w in _WORD.findall(fold(text)) if w not in STOPWORDS]
+    # A possessive is its name: "Acme's" must match "Acme", not become the term "acme'".
+    tokens = (w.removesuffix("'s") for w in _WORD.findall(fold(text)))
+    return [_stem(w) for w in tokens if w not in STOPWORDS]
 
 
 def fold(text: str) -> str:
@@ -120,9 +125,14 @@ _CORPORATE_SUFFIXES = frozenset(
 
 
 def name_key(name: str) -> str:
-    """A key under which spellings of one name meet: 'Crocs, Inc.' / 'crocs' / "Croc's"."""
+    """A key under which spellings of one name meet: 'Crocs, Inc.' / 'crocs' / "Crocs's" / 'CROCS'.
+
+    A trailing 's is read as a possessive, so "Croc's" (a misspelt "Crocs'") keys to "croc".
+    """
     folded = fold(name).replace("&", " and ")
     folded = re.sub(r"'s\b", "", folded)
+    # Dotted abbreviations are one token: "S.A." / "N.V." are suffixes, "J.P." is "jp".
+    folded = re.sub(r"\b([a-z])\.(?=[a-z]\b)", r"\1", folded)
     tokens = re.findall(r"[a-z0-9]+", folded)
     while tokens and tokens[-1] in _CORPORATE_SUFFIXES and len(tokens) > 1:
         tokens.pop()

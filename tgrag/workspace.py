@@ -42,17 +42,17 @@ class Workspace:
                 f"store {path} was built with embedder {recorded!r}, not {embedder.name!r}; "
                 "open it with the same embedder or ingest into a new store"
             )
-        indexes = DerivedIndexes.open(store, path / INDEX_DIR, embedder.dim)
+        indexes = _open_indexes(store, path, embedder, config)
         lock = WriterLock(path / "write.lock", config.lock_timeout_s)
         return cls(path, config, store, embedder, extractor, lock, indexes)
 
     def refresh_if_stale(self) -> None:
         """Another process may have written since we loaded: reload the derived indexes."""
         if self.store.generation() != self.indexes.generation:
-            self.indexes = DerivedIndexes.open(self.store, self.path / INDEX_DIR, self.embedder.dim)
+            self.reload()
 
     def reload(self) -> None:
-        self.indexes = DerivedIndexes.open(self.store, self.path / INDEX_DIR, self.embedder.dim)
+        self.indexes = _open_indexes(self.store, self.path, self.embedder, self.config)
 
     def save_indexes(self) -> None:
         self.indexes.save(self.path / INDEX_DIR, self.store.generation())
@@ -61,3 +61,7 @@ class Workspace:
         if self.store.get_meta("embedder") is None:
             self.store.set_meta("embedder", self.embedder.name)
             self.store.set_meta("dim", str(self.embedder.dim))
+
+
+def _open_indexes(store: GraphStore, path: Path, embedder: Embedder, config: Config) -> DerivedIndexes:
+    return DerivedIndexes.open(store, path / INDEX_DIR, embedder.dim, config.vector_index)

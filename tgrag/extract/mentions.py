@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from ..model import EntityMention, EntityType
 from ..text import STOPWORDS
 
-_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9'’.&-]*[A-Za-z0-9]|[A-Za-z0-9]|[^\sA-Za-z0-9]")
+# Letters and digits in any script ("Zé Pedro", "Schönfeld"); [^\W_] is \w without the underscore.
+_TOKEN = re.compile(r"[^\W_][\w'’.&-]*[^\W_]|[^\W_]|[^\s\w]|_")
 
 # Acronyms and words that are capitalised but name no entity of their own.
 _NOT_ENTITIES = frozenset(
@@ -22,7 +23,8 @@ _NOT_ENTITIES = frozenset(
     h1 h2 fy ads adr sg&a r&d capex opex dtc b2b b2c saas arr kpi ltm bps pp fx cagr capital operator
     january february march april may june july august september october november december
     monday tuesday wednesday thursday friday saturday sunday thank thanks okay yes no hi hello good
-    mr mrs ms dr sir inc corp ltd plc llc co q&a i'll i'd i'm i've""".split()
+    mr mrs ms dr sir inc corp ltd plc llc co q&a i'll i'd i'm i've
+    nyse nasdaq amex tsx lse hkex sehk otc""".split()
 )
 # Job titles are capitalised in transcripts ("Chief Financial Officer") but are roles, not entities.
 _ROLE_WORDS = frozenset(
@@ -64,6 +66,8 @@ _HONORIFICS = frozenset(
     """mr mrs ms dr sir dame lord lady col gen maj capt lt sgt adm president senator
     governor king queen prince princess pope saint st""".split()
 )
+# Acronyms dropped from the end of a name; corporate suffixes stay: "Apple Inc." is the name.
+_TRAILING_JUNK = _NOT_ENTITIES - _CORPORATE
 _ROLE_AFTER = re.compile(
     r"^\s*,?\s*(?:--\s*)?(?:the\s+|our\s+|a\s+)?(?:chief|president|chairman|chairwoman|ceo|cfo|coo|director|"
     r"vice|senior|executive|head|founder|manager|analyst|secretary|minister|professor|coach|editor)",
@@ -150,8 +154,8 @@ def _after_determiner(tokens: list[_Token], i: int) -> bool:
 def _to_mention(
     sentence: str, span: list[_Token], sentence_initial: bool, after_determiner: bool = False
 ) -> EntityMention | None:
-    while len(span) > 1 and span[-1].text.lower().rstrip(".") in _NOT_ENTITIES:
-        span = span[:-1]  # "JD Logistics GAAP" -> "JD Logistics"
+    while len(span) > 1 and span[-1].text.lower().rstrip(".") in _TRAILING_JUNK:
+        span = span[:-1]  # "JD Logistics GAAP" -> "JD Logistics"; "Apple Inc." keeps its suffix
     words = [t.text for t in span if t.text[0].isalnum()]
     if not words:
         return None
@@ -168,7 +172,7 @@ def _to_mention(
     start, end = span[0].start, span[-1].end
     text = re.sub(r"['’]s$", "", sentence[start:end].rstrip(",."))
     if text.endswith(" Inc") or text.endswith(" Co") or text.endswith(" Corp") or text.endswith(" Ltd"):
-        text += "." if end < len(sentence) and sentence[end - 1 : end] == "." else ""
+        text += "." if end < len(sentence) and sentence[end : end + 1] == "." else ""
     return EntityMention(_clean(text), _classify(sentence, span, lowered), start, start + len(text))
 
 

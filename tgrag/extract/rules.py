@@ -1,6 +1,7 @@
 """The offline extractor: no LLM, no download. One informative sentence -> one or more facts.
 
-A sentence is informative when it has a number, a time or a named entity. Its facts are anchored
+A sentence is informative when it has a number, a time or a named entity, or is long enough to
+say something (eight words) on its own. Its facts are anchored
 to the times it names: the first time that is not a comparison point is the primary one (the
 document's own period or date when it names none); each comparison point ("compared with 3.1% a
 year ago") becomes a fact of its own, carrying the values written nearest to it. The subject is
@@ -61,7 +62,7 @@ class RuleExtractor:
             mentions = find_mentions(text)
             times = find_times(text, context)
             values = _values_outside_times(text, times)
-            if not (mentions or times or values or _DIGIT.search(text)):
+            if not (mentions or times or values or _DIGIT.search(text) or len(text.split()) >= 8):
                 continue
             entities.extend(mentions)
             facts.extend(_sentence_facts(doc, text, mentions, times, values, context))
@@ -233,7 +234,7 @@ def _speaker_fact(doc: Document, name: str, title: str, context: TimeContext) ->
         relation="role",
         object=title,
         time=time,
-        text=f"{name} -- {title}{org}.",
+        text=f"{name} -- {title}{org}".rstrip(".") + ".",  # "of Crocs, Inc." ends with its own period
         mentions=(name, *((doc.subject,) if doc.subject else ())),
         confidence=0.7,
         time_explicit=False,

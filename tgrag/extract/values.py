@@ -34,6 +34,13 @@ _SCALES = {
 }
 
 
+# Symbols -> ISO codes, so "HK$10 million" and "HKD 10 million" carry the same unit.
+_CURRENCY_CODES = {
+    "$": "USD", "US$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "₩": "KRW",
+    "HK$": "HKD", "C$": "CAD", "A$": "AUD", "S$": "SGD", "R$": "BRL",
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Value:
     text: str
@@ -66,9 +73,7 @@ def find_values(sentence: str) -> list[Value]:
             label = None
         if cur:
             c = cur.strip().upper()
-            label = {"$": "USD", "US$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "₩": "KRW"}.get(c, c) + (
-                f" {label}" if label else ""
-            )
+            label = _CURRENCY_CODES.get(c, c) + (f" {label}" if label else "")
         text = m.group(0).rstrip()
         out.append(Value(text, m.start(), m.start() + len(text), number, label))
     return out

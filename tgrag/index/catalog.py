@@ -25,6 +25,8 @@ class FactCatalog:
         self.chunk = np.zeros(0, dtype=np.int64)
         self.confidence = np.zeros(0, dtype=np.float64)
         self.projected = np.zeros(0, dtype=bool)
+        self.doc_index = np.zeros(0, dtype=np.int64)  # doc_ids as small ints, for vectorised filters
+        self._doc_numbers: dict[str, int] = {}
         self.alive = np.zeros(0, dtype=bool)
         self.texts: list[str] = []
         self.labels: list[str] = []
@@ -55,6 +57,8 @@ class FactCatalog:
             [self.confidence, np.array([r.confidence for r in rows], dtype=np.float64)]
         )
         self.projected = np.concatenate([self.projected, np.array([r.projected for r in rows], dtype=bool)])
+        numbers = [self._doc_numbers.setdefault(r.doc_id, len(self._doc_numbers)) for r in rows]
+        self.doc_index = np.concatenate([self.doc_index, np.array(numbers, dtype=np.int64)])
         self.alive = np.concatenate([self.alive, np.ones(len(rows), dtype=bool)])
         for i, r in enumerate(rows):
             self.texts.append(r.text)
@@ -81,6 +85,7 @@ class FactCatalog:
                 self.confidence[row] = r.confidence
                 self.projected[row] = r.projected
                 self.doc_ids[row] = r.doc_id
+                self.doc_index[row] = self._doc_numbers.setdefault(r.doc_id, len(self._doc_numbers))
                 self.chunk[row] = r.chunk_num
 
     def row(self, fact_id: int) -> int | None:
@@ -113,11 +118,28 @@ class FactCatalog:
         bounded = (self.start > MIN_ORDINAL) & (self.end < MAX_ORDINAL)
         return bounded & (self.end - self.start <= max_days) & ~self.projected
 
-    def time_weight(self, scope: TimeInterval, undated_weight: float) -> np.ndarray:
-        """How much of each fact's valid time lies inside the scope, in [0, 1].
+    def same_documents(self, rows: np.ndarray) -> np.ndarray:
+        """Rows from the documents the selected rows come from."""
+        return np.isin(self.doc_index, np.unique(self.doc_index[rows]))
 
-        A fact about Q3 inside a 2024 scope weighs 1; a fact about all of 2024 inside a Q3 scope
-        weighs 0.25; open-ended and undated facts get ``undated_weight`` as long as they overlap.
+    def hull(self, rows: np.ndarray) -> TimeInterval | None:
+        """The smallest interval holding the valid times of the selected facts."""
+        if not rows.any():
+            return None
+        return TimeInterval.from_ordinals(
+            int(self.start[rows].min()), int(self.end[rows].max()), Granularity.RANGE
+        )
+
+    def time_weight(
+        self, scope: TimeInterval, undated_weight: float, match_bonus: float = 0.25
+    ) -> np.ndarray:
+        """How well each fact's valid time fits the scope, in [0, 1].
+
+        Mostly containment: a fact about Q3 inside a 2024 scope weighs 1; a fact about all of 2024
+        inside a Q3 scope 0.25 (floored at 0.3); open-ended and undated facts ``undated_weight`` as
+        long as they overlap. Within a bounded scope, ``match_bonus`` of the weight goes to how well
+        the two intervals coincide (intersection over union): asked about "1975 to 2016", a fact
+        about "1974-2016" fits better than one about 1976 alone.
         """
         lo = np.maximum(self.start, scope.start_ordinal)
         hi = np.minimum(self.end, scope.end_ordinal)
@@ -128,6 +150,10 @@ class FactCatalog:
         # A partial overlap still says something about the scope; do not let it vanish.
         weight = np.where(bounded & (overlap > 0), np.maximum(weight, 0.3), weight)
         weight = np.where(~bounded & (overlap > 0), undated_weight, weight)
+        if scope.bounded and match_bonus > 0:
+            union = np.maximum(self.end, scope.end_ordinal) - np.minimum(self.start, scope.start_ordinal)
+            iou = np.where(bounded, overlap / np.maximum(union, 1.0), 0.0)
+            weight = np.where(bounded, weight * (1.0 - match_bonus + match_bonus * iou), weight)
         return weight
 
     def incidence(self) -> sp.csr_matrix:

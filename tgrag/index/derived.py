@@ -21,7 +21,7 @@ from ..store.base import FactRow, GraphStore
 from ..text import fold, name_key, with_subject
 from .catalog import FactCatalog
 from .lexical import BM25Index
-from .vector import VECTOR_INDEXES, FaissIndex, VectorIndex
+from .vector import VECTOR_INDEXES, VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ class DerivedIndexes:
         generation = store.generation()
         index = cls(dim, vector_spec)
         manifest = _read_manifest(folder)
-        if manifest and manifest.get("generation") == generation and manifest.get("dim") == dim:
+        expected = {"generation": generation, "dim": dim, "vector_index": vector_spec}
+        if manifest and all(manifest.get(k) == v for k, v in expected.items()):
             try:
                 index._load_files(store, folder)
                 index.generation = generation
@@ -111,7 +112,7 @@ class DerivedIndexes:
         self.catalog.remove(dead)
         self.lexical = lexical
         for kind in KINDS:
-            loaded = FaissIndex.load(folder / f"{kind}.faiss")
+            loaded = VECTOR_INDEXES.create(self.vector_spec, dim=self.dim, path=folder / f"{kind}.faiss")
             if loaded.dim != self.dim:
                 raise ValueError(f"{kind}.faiss has dimension {loaded.dim}, expected {self.dim}")
             self.vectors[kind] = loaded

@@ -59,6 +59,7 @@ class BM25Index:
         if self._alive_count == 0:
             return out
         lengths = np.frombuffer(self._lengths, dtype=np.float32)
+        alive = np.frombuffer(self._alive, dtype=np.int8)
         avg = self._total_length / self._alive_count or 1.0
         for term in set(words(query)):
             posting = self._postings.get(term)
@@ -66,10 +67,12 @@ class BM25Index:
                 continue
             rows = np.frombuffer(posting[0], dtype=np.int64)
             tf = np.frombuffer(posting[1], dtype=np.float32)
-            idf = math.log(1.0 + (self._alive_count - len(rows) + 0.5) / (len(rows) + 0.5))
+            # Removed rows stay in the postings but must not count as documents holding the term.
+            df = int(alive[rows].sum())
+            idf = math.log(1.0 + (self._alive_count - df + 0.5) / (df + 0.5))
             norm = tf + self.k1 * (1.0 - self.b + self.b * lengths[rows] / avg)
             out[rows] += idf * tf * (self.k1 + 1.0) / norm
-        out *= np.frombuffer(self._alive, dtype=np.int8)
+        out *= alive
         return out
 
     def save(self, path: Path) -> None:

@@ -66,7 +66,7 @@ class FaissIndex:
 
     def remove(self, ids: np.ndarray) -> None:
         if len(ids):
-            self._index.remove_ids(np.asarray(ids, dtype=np.int64))
+            self._index.remove_ids(np.asarray(ids, dtype=np.int64))  # type: ignore[arg-type]  # faiss wraps arrays
 
     def search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
@@ -79,20 +79,21 @@ class FaissIndex:
             scores, ids = self._index.search(queries, k)
         else:
             selector, _keep_alive = _bitmap_selector(np.asarray(allowed, dtype=np.int64))
-            scores, ids = self._index.search(queries, k, params=faiss.SearchParameters(sel=selector))
+            params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]  # the stubs miss kwargs
+            scores, ids = self._index.search(queries, k, params=params)
         return scores, ids
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
-        return (
-            np.vstack([self._index.reconstruct(int(i)) for i in ids])
-            if len(ids)
-            else np.zeros((0, self.dim), np.float32)
-        )
+        """The stored vectors of ``ids`` (all must be present)."""
+        if len(ids) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return self._index.reconstruct_batch(np.asarray(ids, dtype=np.int64))
 
     def save(self, path: Path) -> None:
         atomic_write(path, lambda tmp: faiss.write_index(self._index, tmp))
 
 
 @VECTOR_INDEXES.register("faiss-flat")
-def _flat(arg: str | None, *, dim: int, **_: object) -> VectorIndex:
-    return FaissIndex.flat(dim)
+def _flat(arg: str | None, *, dim: int, path: Path | None = None, **_: object) -> VectorIndex:
+    """An empty exact index, or the one saved at ``path``."""
+    return FaissIndex.load(path) if path is not None else FaissIndex.flat(dim)

@@ -38,7 +38,7 @@ class WriterLock:
                     os.close(fd)
                     raise StoreLockedError(
                         f"store {self.path.parent} is being written by another process{holder}; "
-                        f"waited {self.timeout_s:.0f} s. Try again when it has finished."
+                        f"waited {self.timeout_s:g} s. Try again when it has finished."
                     ) from None
                 time.sleep(0.05)
         os.ftruncate(fd, 0)

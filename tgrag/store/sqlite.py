@@ -90,13 +90,21 @@ class SQLiteStore(GraphStore):
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, or no permission: a user error, not a bug
+            raise StoreError(f"cannot use {self.path} as a store folder: {exc.strerror}") from None
         db = self.path / DB_NAME
         try:
             self._db = sqlite3.connect(db, isolation_level=None, check_same_thread=False, timeout=30.0)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=OFF")
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and "meta" not in tables:
+                raise StoreError(
+                    f"{db} is an SQLite database of another program, not a tgrag store; use another folder"
+                )
             self._db.executescript(_SCHEMA)
             version = self.get_meta("schema_version")
             if version is None:
@@ -248,6 +256,19 @@ class SQLiteStore(GraphStore):
         for e in orphans:
             db.execute("DELETE FROM entities WHERE id = ?", (e,))
             db.execute("DELETE FROM entity_aliases WHERE entity_id = ?", (e,))
+        # Ancestors too: a parent's summary quotes its children's facts, so it may quote a removed one.
+        frontier = set(nodes)
+        while frontier:
+            marks = ",".join("?" * len(frontier))
+            parents = {
+                r[0]
+                for r in db.execute(
+                    f"SELECT parent FROM time_nodes WHERE id IN ({marks}) AND parent IS NOT NULL",
+                    list(frontier),
+                )
+            }
+            frontier = parents - nodes
+            nodes |= parents
         chunk_nums = [r[0] for r in db.execute("SELECT num FROM chunks WHERE doc_id = ?", (doc_id,))]
         db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
         db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))

@@ -1,0 +1,45 @@
+"""Shared fixtures. The embedder is loaded once per test process and shared by every store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from tgrag.sdk import TemporalRAG
+
+from .world import World, generate
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def world() -> World:
+    return generate(seed=7)
+
+
+@pytest.fixture(scope="session")
+def world_store(tmp_path_factory: pytest.TempPathFactory, world: World) -> Iterator[TemporalRAG]:
+    """The generated world ingested slice by slice, each slice at its publication time."""
+    path = tmp_path_factory.mktemp("world") / "store"
+    rag = TemporalRAG.open(path)
+    for docs in world.slices():
+        day = max(d.date for d in docs if d.date is not None)
+        rag.ingest(docs, ingested_at=datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc))
+    yield rag
+    rag.close()
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+def data_dir(name: str) -> Path:
+    """A dataset folder under ../shared/data, or skip the test when it is absent."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is not present")
+    return path
