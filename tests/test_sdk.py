@@ -192,7 +192,8 @@ def test_demo_runs_and_answers(capsys: pytest.CaptureFixture[str], tmp_path: Pat
 
     assert run_demo(tmp_path / "demo") == 0
     out = capsys.readouterr().out
-    assert "A: $455 million" in out  # Q2 2024 revenue as first reported
+    assert "A: $449 million" in out  # Q2 2024 revenue as restated in November
+    assert "A: $455 million" in out  # ... and as it was known on 2024-09-01, before the restatement
     assert "A: Maria Okafor" in out and "A: Daniel Reyes" in out
     assert "A: Q2 2024" in out  # the quarter with the highest operating margin
     assert out.count("A: No answer") == 2

@@ -178,6 +178,8 @@ class ExtractiveAnswerer:
         for key, cand, fit, anchor, i in found:
             ev = evidence[i]
             weight = (max(ev.score, 0.0) / top if top > 0 else 1.0) / (1.0 + 0.35 * i)
+            if frame.kind is AnswerKind.VALUE and _CORRECTION.search(ev.text):
+                weight *= 1.5  # a statement that corrects a figure supersedes the figure it corrects
             noun_fit = similarity.get(cand, 0.5)
             support[key].append(weight * fit * anchor * (0.5 + noun_fit))
             where[key].append(i)
@@ -228,6 +230,9 @@ def _cite(ev: Evidence) -> Citation:
     return Citation(ev.text, ev.time.label, ev.source, ev.doc_id, ev.item_id)
 
 
+_STARTING_POINT = re.compile(r"\bfrom\s*$", re.IGNORECASE)
+_CORRECTION = re.compile(r"\b(restated|restates|revised|revises|corrected|corrects|amended)\b", re.IGNORECASE)
+
 _FITS = {
     AnswerKind.PERSON: {
         EntityType.PERSON: 1.0,
@@ -257,7 +262,12 @@ _FITS = {
 def _candidates(text: str, kind: AnswerKind) -> list[tuple[str, float, int]]:
     """Spans of ``text`` that could answer: (span, fit to the wanted kind, offset)."""
     if kind is AnswerKind.VALUE:
-        return [(v.text, 1.0, v.start) for v in find_values(text)]
+        # A figure written right after "from" is where a change started ("restated to $449 million
+        # from $455 million", "rose from 3% to 5%"), not the value asked about.
+        return [
+            (v.text, 0.3 if _STARTING_POINT.search(text[: v.start]) else 1.0, v.start)
+            for v in find_values(text)
+        ]
     if kind is AnswerKind.TIME:
         return [(t.text, 1.0, t.start) for t in find_times(text)]
     out = []

@@ -183,9 +183,8 @@ def run_demo(store: Path | None = None) -> int:
                 print(f"Q: {question}" + (f"   [{extra}]" if extra else ""))
                 answer = rag.answer(question, **options)  # type: ignore[arg-type]
                 print(f"A: {answer.text}")
-                evidence = answer.retrieval.evidence if answer.retrieval else ()
-                for ev in evidence[:3]:
-                    print(f"   - [{ev.time.label}] {ev.text}  ({ev.source})")
+                for c in answer.citations[:3]:
+                    print(f"   - [{c.time}] {c.text}  ({c.source})")
                 print()
     return 0
 

@@ -50,7 +50,7 @@ class IngestReport:
     facts_merged: int = 0
     entities_created: int = 0
     batches: int = 0
-    dirty_nodes: int = 0
+    dirty_nodes: int = 0  # time nodes awaiting a summary when the ingest ended (set by the SDK)
     summaries_recomputed: int = 0
     seconds: float = 0.0
 
@@ -110,39 +110,7 @@ def ingest(
     seen_ids: set[str] = set()
     seen_keys: dict[str, str] = {}
     for batch in _batches(documents, ws.config.ingest.batch_documents):
-        accepted: list[tuple[int, Document]] = []
-        for position, doc in batch:
-            reason = check_document(doc, ws.config.ingest.max_document_chars)
-            if reason is None:
-                assert isinstance(doc, Document)
-                if doc.id in seen_ids:
-                    reason = "duplicate of an earlier document in this input (same content)"
-                elif doc.key is not None and seen_keys.get(doc.key, doc.id) != doc.id:
-                    reason = f"duplicate key {doc.key!r}: another document in this input has it"
-            if reason is not None:
-                _skip(report, position, doc, reason)
-                continue
-            assert isinstance(doc, Document)
-            seen_ids.add(doc.id)
-            if doc.key is not None:
-                seen_keys[doc.key] = doc.id
-            accepted.append((position, doc))
-        known = ws.store.known_documents(d.id for _, d in accepted)
-        fresh: list[Document] = []
-        for position, doc in accepted:  # the input position, so callers can match skips to inputs
-            if doc.id in known:
-                report.skipped.append(SkippedDocument(position, doc.id, doc.source, "already in the store"))
-                continue
-            other = ws.store.document_id_for_key(doc.key) if doc.key else None
-            if other is not None and other != doc.id:
-                _skip(
-                    report,
-                    position,
-                    doc,
-                    f"key {doc.key!r} already names document {other}; delete that one first",
-                )
-                continue
-            fresh.append(doc)
+        fresh = _select_new(ws, batch, seen_ids, seen_keys, report)
         if fresh:
             report.merge(_ingest_batch(ws, fresh, ingested_at or utcnow()))
         if progress is not None:
@@ -151,9 +119,54 @@ def ingest(
     return report
 
 
+def _select_new(
+    ws: Workspace,
+    batch: list[tuple[int, object]],
+    seen_ids: set[str],
+    seen_keys: dict[str, str],
+    report: IngestReport,
+) -> list[Document]:
+    """The batch's valid documents that neither this input nor the store has already; the rest are
+    reported as skipped at their input position, so callers can match skips to inputs."""
+    accepted: list[tuple[int, Document]] = []
+    for position, doc in batch:
+        reason = check_document(doc, ws.config.ingest.max_document_chars)
+        if reason is None:
+            assert isinstance(doc, Document)
+            if doc.id in seen_ids:
+                reason = "duplicate of an earlier document in this input (same content)"
+            elif doc.key is not None and seen_keys.get(doc.key, doc.id) != doc.id:
+                reason = f"duplicate key {doc.key!r}: another document in this input has it"
+        if reason is not None:
+            _skip(report, position, doc, reason)
+            continue
+        assert isinstance(doc, Document)
+        seen_ids.add(doc.id)
+        if doc.key is not None:
+            seen_keys[doc.key] = doc.id
+        accepted.append((position, doc))
+    known = ws.store.known_documents(d.id for _, d in accepted)
+    fresh: list[Document] = []
+    for position, doc in accepted:
+        if doc.id in known:
+            report.skipped.append(SkippedDocument(position, doc.id, doc.source, "already in the store"))
+            continue
+        other = ws.store.document_id_for_key(doc.key) if doc.key else None
+        if other is not None and other != doc.id:
+            _skip(
+                report,
+                position,
+                doc,
+                f"key {doc.key!r} already names document {other}; delete that one first",
+            )
+            continue
+        fresh.append(doc)
+    return fresh
+
+
 def _skip(report: IngestReport, position: int, doc: object, reason: str) -> None:
-    doc_id = getattr(doc, "id", None) if isinstance(doc, Document) else None
-    source = getattr(doc, "source", None) if isinstance(doc, Document) else None
+    doc_id = doc.id if isinstance(doc, Document) else None
+    source = doc.source if isinstance(doc, Document) else None
     log.warning(
         "skipped document %s%s: %s", doc_id or f"#{position}", f" ({source})" if source else "", reason
     )
@@ -260,26 +273,8 @@ def _write_batch(
                     log.info("fact without a resolvable subject skipped: %r", draft.text[:80])
                     continue
                 nodes = attach_nodes(draft.time)
-                ents = tuple(
-                    sorted({entity_ids[n] for n in draft.mentions if n in entity_ids} | {subject_id})
-                )
-                fact = NewFact(
-                    key=fact_key(subject_id, draft),
-                    subject_id=subject_id,
-                    relation=draft.relation,
-                    object=draft.object,
-                    start=draft.time.start_ordinal,
-                    end=draft.time.end_ordinal,
-                    granularity=draft.time.granularity.value,
-                    time_label=draft.time.label,
-                    text=draft.text,
-                    value=draft.value,
-                    unit=draft.unit,
-                    confidence=draft.confidence,
-                    entity_ids=ents,
-                    node_ids=tuple(n.id for n in nodes),
-                    projected=_projected(doc, draft),
-                )
+                ents = {entity_ids[n] for n in draft.mentions if n in entity_ids} | {subject_id}
+                fact = _new_fact(doc, draft, subject_id, tuple(sorted(ents)), tuple(n.id for n in nodes))
                 chain = with_ancestors(nodes)
                 store.add_time_nodes(chain)
                 fact_id, created = store.upsert_fact(fact, doc.id, chunk_num, ingested_at)
@@ -288,23 +283,7 @@ def _write_batch(
                 per_chunk.append(vec)
                 if created:
                     report.facts_created += 1
-                    new_rows.append(
-                        FactRow(
-                            fact_id,
-                            subject_id,
-                            draft.text,
-                            fact.start,
-                            fact.end,
-                            fact.granularity,
-                            fact.time_label,
-                            ts,
-                            doc.id,
-                            chunk_num,
-                            draft.confidence,
-                            ents,
-                            fact.projected,
-                        )
-                    )
+                    new_rows.append(_fact_row(fact_id, fact, ts, doc.id, chunk_num))
                     new_vecs.append(vec)
                     new_texts.append(indexed)
                     dirty.update(n.id for n in chain)
@@ -326,9 +305,48 @@ def _write_batch(
         new_rows = [refreshed.get(r.id, r) for r in new_rows]
         ws.indexes.catalog.update_sources([r for fid, r in refreshed.items() if fid not in created_ids])
     report.entities_created = resolver.created
-    report.dirty_nodes = len(dirty)
     vec_array = np.vstack(new_vecs) if new_vecs else np.zeros((0, ws.embedder.dim), np.float32)
     return report, new_rows, vec_array, chunk_vecs
+
+
+def _new_fact(
+    doc: Document, draft: FactDraft, subject_id: int, entity_ids: tuple[int, ...], node_ids: tuple[str, ...]
+) -> NewFact:
+    return NewFact(
+        key=fact_key(subject_id, draft),
+        subject_id=subject_id,
+        relation=draft.relation,
+        object=draft.object,
+        start=draft.time.start_ordinal,
+        end=draft.time.end_ordinal,
+        granularity=draft.time.granularity.value,
+        time_label=draft.time.label,
+        text=draft.text,
+        value=draft.value,
+        unit=draft.unit,
+        confidence=draft.confidence,
+        entity_ids=entity_ids,
+        node_ids=node_ids,
+        projected=_projected(doc, draft),
+    )
+
+
+def _fact_row(fact_id: int, fact: NewFact, ingested_ts: float, doc_id: str, chunk_num: int) -> FactRow:
+    return FactRow(
+        fact_id,
+        fact.subject_id,
+        fact.text,
+        fact.start,
+        fact.end,
+        fact.granularity,
+        fact.time_label,
+        ingested_ts,
+        doc_id,
+        chunk_num,
+        fact.confidence,
+        fact.entity_ids,
+        fact.projected,
+    )
 
 
 def _projected(doc: Document, draft: FactDraft) -> bool:

@@ -2,8 +2,9 @@
 
 1. The question's time scope (at / before / after / between / relative to ``now``; none = all).
 2. Facts visible to the query: stored by ``as_of`` (bi-temporal) and overlapping the scope.
-3. Abstain, with a reason, when the question names only entities the store does not know, or the
-   scope holds no dated fact about what was asked.
+3. Abstain, with a reason, when the question names only entities the store does not know, or
+   nothing was observed in the scope and the scope lies outside the span the asked entities'
+   documents cover.
 4. Candidates: dense (faiss, filtered to the scope) plus BM25, fused.
 5. Personalised PageRank over the scoped fact-entity graph, seeded by the question's entities and
    the best candidates; each fact's score is weighted by how much of its time lies in the scope.
@@ -84,45 +85,15 @@ class TemporalRetriever:
             return abstain(f"the store holds no facts{when}")
         in_scope = visible & catalog.in_scope(scope.interval)
 
-        # Entities: those the question names that the store knows, and those it does not.
-        mention_names = [m.text for m in find_mentions(question)]
-        query_vec, mention_vecs = self._embed(question, mention_names)
-        known = dict(idx.entities_in(question))
-        unknown: list[str] = []
-        for name, vec in zip(mention_names, mention_vecs, strict=True):
-            if (
-                name_key(name) in {name_key(idx.entity_names.get(e, "")) for e in known}
-                or name_key(name) in idx.alias_keys
-            ):
-                known.setdefault(idx.alias_keys.get(name_key(name), -1), name)
-                continue
-            match = self._similar_entity(vec)
-            if match is None:
-                unknown.append(name)
-            else:
-                known.setdefault(match, name)
-        known.pop(-1, None)
-        entity_ids = list(known)
+        mentions = [m.text for m in find_mentions(question)]
+        query_vec, mention_vecs = self._embed(question, mentions)
+        entity_ids, unknown = self._question_entities(question, mentions, mention_vecs)
         entity_names = tuple(idx.entity_names[e] for e in entity_ids if e in idx.entity_names)
-        if mention_names and not entity_ids:
-            return abstain(f"the store knows nothing about {_join(unknown or mention_names)}")
-        if not scope.unbounded:
-            # Out of scope: nothing observed in the asked time, and the asked time lies outside the
-            # span documented at all by the documents about the asked entities. Inside that span a
-            # state that started earlier may still hold ("joined the league in 1954" answers "in
-            # 1997"), and documents name their subject in many ways ("Zé Pedro", "he").
-            observed = visible & catalog.observed()
-            if entity_ids:
-                observed &= catalog.same_documents(self._touches(entity_ids) & visible)
-            if not (observed & in_scope).any():
-                span = catalog.hull(observed)
-                if span is None or not span.overlaps(scope.interval):
-                    about = f" about {_join(entity_names)}" if entity_names else ""
-                    covers = (
-                        f" (the store covers {span.start} to {span.end})" if span and span.bounded else ""
-                    )
-                    reason = f"no evidence in scope: nothing{about} observed {_describe(scope)}{covers}"
-                    return abstain(reason, entity_names)
+        if mentions and not entity_ids:
+            return abstain(f"the store knows nothing about {_join(unknown)}")
+        reason = self._out_of_scope(scope, visible, in_scope, entity_ids, entity_names)
+        if reason:
+            return abstain(reason, entity_names)
 
         ranked = self._rank(question, scope, query_vec, in_scope, entity_ids)
         if len(ranked.rows) == 0 or ranked.relevance.max(initial=0.0) < cfg.min_score:
@@ -137,6 +108,53 @@ class TemporalRetriever:
     def _embed(self, question: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
         vecs = self.ws.embedder.embed([question, *names])
         return vecs[0], vecs[1:]
+
+    def _question_entities(
+        self, question: str, mentions: list[str], mention_vecs: np.ndarray
+    ) -> tuple[list[int], list[str]]:
+        """Store entities the question names (by alias, or by a close embedding), and names it does not know."""
+        idx = self.ws.indexes
+        known = dict(idx.entities_in(question))
+        unknown: list[str] = []
+        for name, vec in zip(mentions, mention_vecs, strict=True):
+            eid = idx.alias_keys.get(name_key(name))
+            if eid is None:
+                eid = self._similar_entity(vec)
+            if eid is None:
+                unknown.append(name)
+            else:
+                known.setdefault(eid, name)
+        return list(known), unknown
+
+    def _out_of_scope(
+        self,
+        scope: QueryScope,
+        visible: np.ndarray,
+        in_scope: np.ndarray,
+        entity_ids: list[int],
+        entity_names: tuple[str, ...],
+    ) -> str:
+        """Why the asked time has no data, or "" when it has some.
+
+        Nothing observed (not forecast) in the asked time, and the asked time outside the span that
+        the asked entities' documents cover at all. Inside that span a state that began earlier may
+        still hold ("joined the league in 1954" answers "in 1997"), and documents name their subject
+        in many ways ("Zé Pedro", "he"), hence documents rather than the entity's own facts.
+        """
+        if scope.unbounded:
+            return ""
+        catalog = self.ws.indexes.catalog
+        observed = visible & catalog.observed()
+        if entity_ids:
+            observed &= catalog.same_documents(self._touches(entity_ids) & visible)
+        if (observed & in_scope).any():
+            return ""
+        span = catalog.hull(observed)
+        if span is not None and span.overlaps(scope.interval):
+            return ""
+        about = f" about {_join(entity_names)}" if entity_names else ""
+        covers = f" (the store covers {span.label})" if span is not None and span.bounded else ""
+        return f"no evidence in scope: nothing{about} observed {_describe(scope)}{covers}"
 
     def _similar_entity(self, vec: np.ndarray) -> int | None:
         index = self.ws.indexes.vectors["entity"]
