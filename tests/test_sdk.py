@@ -232,8 +232,8 @@ def test_a_damaged_database_is_reported_as_such(tmp_path: Path) -> None:
     db = path / "store.sqlite"
     data = bytearray(db.read_bytes())
     page = 4096
-    for offset in range(2 * page, len(data), page):  # keep the header, scramble every later page
-        data[offset + 8 : offset + 64] = b"\xff" * 56
+    for offset in range(2 * page, len(data), page):  # keep page 1; give every later page an invalid type
+        data[offset : offset + 8] = b"\xff" * 8
     db.write_bytes(bytes(data))
     for wal in path.glob("store.sqlite-*"):
         wal.unlink()
@@ -250,3 +250,45 @@ def test_a_damaged_database_is_reported_as_such(tmp_path: Path) -> None:
     con.close()
     with pytest.raises(StoreError, match="another program"):
         TemporalRAG.open(foreign)
+
+
+def test_tickers_become_aliases_and_resolution_is_deterministic(tmp_path: Path) -> None:
+    docs = [
+        Document(
+            "Apple Inc. (NASDAQ: AAPL) reported revenue of $90 billion in Q1 2024.\n"
+            "Tim Cook, chief executive officer of Apple Inc., spoke about services.",
+            source="wire-1.txt",
+        ),
+        Document("Microsoft Corp. (MSFT) reported revenue of $62 billion in Q1 2024.", source="wire-2.txt"),
+    ]
+    entity_tables = []
+    for n in range(2):
+        with TemporalRAG.open(tmp_path / f"s{n}") as rag:
+            rag.ingest(docs)
+            entities = rag.workspace.store.entities()
+            entity_tables.append([(e.id, e.name, e.type, sorted(e.aliases)) for e in entities])
+            apple = next(e for e in entities if e.name == "Apple Inc.")
+            assert "AAPL" in apple.aliases and not any(e.name == "AAPL" for e in entities)
+            result = rag.retrieve("What was AAPL's revenue in Q1 2024?")
+            assert result.entities == ("Apple Inc.",) and "$90 billion" in result.evidence[0].text
+    assert entity_tables[0] == entity_tables[1]  # same input, same entities and ids
+
+
+def test_unexpected_failures_are_diagnosed_as_damage_or_reraised(
+    world_store: TemporalRAG, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tgrag.errors import StoreCorruptedError
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise TypeError("garbage from a damaged page")
+
+    monkeypatch.setattr(world_store._retriever, "retrieve", broken)
+    store = world_store.workspace.store
+    monkeypatch.setattr(
+        store, "integrity_check", lambda: "*** in database main ***\nPage 7: btreeInitPage() returns error"
+    )
+    with pytest.raises(StoreCorruptedError, match="damaged"):
+        world_store.retrieve("anything?")
+    monkeypatch.setattr(store, "integrity_check", lambda: "ok")
+    with pytest.raises(TypeError, match="garbage"):  # a sound store: it is a bug, so it propagates
+        world_store.retrieve("anything?")

@@ -175,3 +175,12 @@ def test_is_binary() -> None:
     # the threshold is more than 10% control characters
     assert not is_binary("\x01" + "a" * 9)
     assert is_binary("\x01\x02" + "a" * 8)
+
+
+def test_a_parenthetical_after_a_corporate_suffix_stays_in_its_sentence() -> None:
+    text = "Apple Inc. (NASDAQ: AAPL) reported revenue. Sales at Acme Inc. Rose too."
+    assert [s.text for s in split_sentences(text)] == [
+        "Apple Inc. (NASDAQ: AAPL) reported revenue.",
+        "Sales at Acme Inc.",
+        "Rose too.",
+    ]

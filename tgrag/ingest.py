@@ -262,8 +262,15 @@ def _write_batch(
         mentions: list[EntityMention] = [m for e in p.extractions for m in e.entities]
         mentions += [_mention(f.subject) for e in p.extractions for f in e.facts]
         mentions += [_mention(n) for e in p.extractions for f in e.facts for n in f.mentions]
-        aliases = {doc.subject: doc.aliases} if doc.subject else {}
-        entity_ids = resolver.resolve(mentions, aliases)
+        # Names given as aliases of another (tickers, the document's own aliases) join that entity.
+        aliases: dict[str, tuple[str, ...]] = {doc.subject: doc.aliases} if doc.subject else {}
+        alias_of = {m.text: m.alias_of for m in mentions if m.alias_of}
+        for alias, owner in alias_of.items():
+            aliases[owner] = (*aliases.get(owner, ()), alias)
+        entity_ids = resolver.resolve([m for m in mentions if m.text not in alias_of], aliases)
+        for alias, owner in alias_of.items():
+            if owner in entity_ids:
+                entity_ids[alias] = entity_ids[owner]
         for chunk, extraction in zip(p.chunks, extraction_list(p), strict=True):
             chunk_num = nums[chunk.id]
             per_chunk: list[np.ndarray] = []

@@ -228,6 +228,7 @@ class EntityMention:
     type: EntityType
     start: int = -1  # offsets in the chunk text, -1 when unknown
     end: int = -1
+    alias_of: str | None = None  # another mention's name this one also names: a ticker after a company
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,12 @@ import numpy as np
 from .answer import ExtractiveAnswerer
 from .config import Config
 from .embed import Embedder, create_embedder
-from .errors import StoreCorruptedError, StoreError, StoreLockedError
+from .errors import StoreCorruptedError, StoreError, StoreLockedError, TGRAGError
 from .extract import Extractor, create_extractor
 from .ingest import IngestReport, InvalidRecord, ingest
 from .model import Answer, Document, Fact, RetrievalResult
 from .retrieve import TemporalRetriever
-from .store.base import STORES, DeleteOutcome, DocumentRecord
+from .store.base import STORES, DeleteOutcome, DocumentRecord, GraphStore
 from .summaries import refresh_summaries
 from .workspace import Workspace
 
@@ -59,7 +59,7 @@ class TemporalRAG:
             ext = create_extractor(
                 extractor or config.extractor, fiscal_year_start_month=config.ingest.fiscal_year_start_month
             )
-            with store_errors(path):
+            with store_errors(graph_store):
                 ws = Workspace.open(path, config, graph_store, emb, ext)
         except BaseException:
             graph_store.close()
@@ -78,7 +78,7 @@ class TemporalRAG:
         ``ingested_at`` backdates the knowledge time, e.g. to replay a corpus for as-of queries.
         """
         ws = self._ws
-        with store_errors(ws.path), ws.lock:
+        with store_errors(ws.store), ws.lock:
             ws.refresh_if_stale()
             report = ingest(ws, (_as_document(d) for d in documents), ingested_at, progress)
             report.dirty_nodes = len(ws.store.time_nodes(dirty_only=True))
@@ -89,7 +89,7 @@ class TemporalRAG:
     def delete(self, doc_id: str) -> DeleteOutcome | None:
         """Remove a document (by id or key): its provenance, and every fact no other source states."""
         ws = self._ws
-        with store_errors(ws.path), ws.lock:
+        with store_errors(ws.store), ws.lock:
             ws.refresh_if_stale()
             resolved = ws.store.document_id_for_key(doc_id) or doc_id
             with ws.store.transaction():
@@ -116,7 +116,7 @@ class TemporalRAG:
         now: date | None = None,
     ) -> RetrievalResult:
         """Evidence for ``question`` inside its time scope, as known at ``as_of``, within ``budget`` tokens."""
-        with store_errors(self._ws.path):
+        with store_errors(self._ws.store):
             return self._retriever.retrieve(question, as_of=as_of, budget=budget, now=now)
 
     def answer(
@@ -153,19 +153,37 @@ class TemporalRAG:
 
 
 @contextmanager
-def store_errors(path: Path) -> Iterator[None]:
-    """SQLite's errors as tgrag's: a damaged file, a lock held too long, anything else."""
+def store_errors(store: GraphStore) -> Iterator[None]:
+    """SQLite's errors as tgrag's: a damaged file, a lock held too long, anything else.
+
+    Damage SQLite does not notice can reach our code as garbage values; when something unexpected
+    fails, an integrity check tells a damaged store (reported as such) from a bug (re-raised).
+    """
     try:
         yield
+    except TGRAGError:
+        raise
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc) or "busy" in str(exc):
-            raise StoreLockedError(f"store {path} is busy ({exc}); try again") from None
-        raise StoreError(f"store {path}: {exc}") from None
+            raise StoreLockedError(f"store {store.path} is busy ({exc}); try again") from None
+        raise StoreError(f"store {store.path}: {exc}") from None
     except sqlite3.DatabaseError as exc:
-        raise StoreCorruptedError(
-            f"{path / 'store.sqlite'} is damaged ({exc}). Restore it from a backup, or move it aside and "
-            "ingest the documents again."
-        ) from None
+        raise _damaged(store, str(exc)) from None
+    except Exception:
+        try:
+            verdict = store.integrity_check()
+        except sqlite3.DatabaseError as exc:
+            verdict = str(exc)
+        if verdict != "ok":
+            raise _damaged(store, verdict) from None
+        raise
+
+
+def _damaged(store: GraphStore, detail: str) -> StoreCorruptedError:
+    return StoreCorruptedError(
+        f"{store.path / 'store.sqlite'} is damaged ({detail}). Restore it from a backup, or move it aside "
+        "and ingest the documents again."
+    )
 
 
 def _as_document(item: Document | str | dict[str, Any]) -> Document | InvalidRecord:

@@ -17,6 +17,7 @@ _ABBREVIATIONS = frozenset(
 )
 
 _DOTTED = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]\.?")
+_CORPORATE_ABBREVIATIONS = frozenset({"inc", "corp", "co", "ltd", "plc", "llc"})
 _BOUNDARY = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s)")
 _NEXT_START = re.compile(r"\s+([\"'“‘(\[]?[A-Z0-9$€£¥])")
 
@@ -52,6 +53,8 @@ def _is_boundary(text: str, match: re.Match[str]) -> bool:
         return False  # an initial: "Newton D. Baker", "D . Baker"
     if _DOTTED.fullmatch(prev):
         return False  # letters with dots: "C.D . Montijo", "U.S. Steel"
+    if nxt.group(1).startswith("(") and prev.lower() in _CORPORATE_ABBREVIATIONS:
+        return False  # "Apple Inc. (NASDAQ: AAPL) reported ...": the company's own aside
     return prev.lower().rstrip(".") not in _ABBREVIATIONS
 
 

@@ -18,7 +18,7 @@ from ..model import Chunk, Document, EntityMention, EntityType, Extraction, Fact
 from ..text import split_sentences
 from ..timex import TimeContext, TimeMention, find_times
 from .base import EXTRACTORS
-from .mentions import find_mentions
+from .mentions import find_mentions, find_tickers
 from .values import Value, find_values
 
 _CHATTER = re.compile(
@@ -59,7 +59,7 @@ class RuleExtractor:
             text = sentence.text
             if len(text.split()) < self.min_words or _CHATTER.match(text):
                 continue
-            mentions = find_mentions(text)
+            mentions = _with_tickers(text, find_mentions(text))
             times = find_times(text, context)
             values = _values_outside_times(text, times)
             if not (mentions or times or values or _DIGIT.search(text) or len(text.split()) >= 8):
@@ -67,6 +67,24 @@ class RuleExtractor:
             entities.extend(mentions)
             facts.extend(_sentence_facts(doc, text, mentions, times, values, context))
         return Extraction(tuple(entities), tuple(facts))
+
+
+def _with_tickers(sentence: str, mentions: list[EntityMention]) -> list[EntityMention]:
+    """A ticker in parentheses right after a name ("Apple Inc. (NASDAQ: AAPL)") is an alias of it."""
+    tickers = find_tickers(sentence)
+    if not tickers:
+        return mentions
+    out = list(mentions)
+    for ticker, offset in tickers:
+        owner = next((m for m in mentions if 0 <= offset - m.end <= 2 and m.text != ticker), None)
+        if owner is not None:
+            out = [m for m in out if m.text != ticker]
+            out.append(
+                EntityMention(
+                    ticker, EntityType.ORGANIZATION, offset + 1, offset + 1 + len(ticker), owner.text
+                )
+            )
+    return out
 
 
 def _subject_type(name: str) -> EntityType:
