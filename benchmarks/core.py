@@ -30,8 +30,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from eval.datasets import ectqa, timeqa  # noqa: E402
-from eval.protocols import run_static  # noqa: E402
+from eval import protocols  # noqa: E402
+from eval.datasets import Dataset, by_period, ectqa, in_parts, timeqa  # noqa: E402
 from eval.systems import SYSTEMS, TGRAGSystem  # noqa: E402
 from tgrag.embed import create_embedder  # noqa: E402
 from tgrag.sdk import TemporalRAG  # noqa: E402
@@ -91,17 +91,17 @@ def latency(folder: Path, questions: list[str], repeats: int) -> dict[str, float
     }
 
 
-def quality(
-    name: str, documents: list, items: list, budget: int, store: Path | None
-) -> dict[str, dict[str, Any]]:
+def quality(dataset: Dataset, budget: int, store: Path | None) -> dict[str, dict[str, Any]]:
     out = {}
+    name = dataset.name
     for system_name in ("tgrag", "dense", "bm25"):
         system = TGRAGSystem(store) if system_name == "tgrag" and store else SYSTEMS.create(system_name)
         try:
-            result = run_static(system, documents, items, budget)
+            result = protocols.static(system, dataset, budget)
         finally:
             system.close()
-        out[system_name] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()}
+        scores = {**result["overall"], "ingest_seconds": result["ingest_seconds"]}
+        out[system_name] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}
         print(
             f"  {name:7s} {system_name:6s} "
             + " ".join(f"{k}={v}" for k, v in out[system_name].items() if k != "system"),
@@ -144,11 +144,13 @@ def main(argv: list[str] | None = None) -> int:
         print("retrieval latency ...", flush=True)
         result.update(latency(folder / "full", [i.question for i in items], repeats=1 if args.quick else 3))
         print("quality at the same budget ...", flush=True)
-        ect = quality("ectqa", documents, items, args.budget, folder / "full")
+        ect = quality(Dataset("ectqa", documents, items, by_period(documents)), args.budget, folder / "full")
         result["ectqa"] = ect
         if args.timeqa.exists():
             pages, questions = timeqa.load(args.timeqa, every=5 if args.quick else 1)
-            result["timeqa"] = quality("timeqa", pages, questions, args.budget, None)
+            result["timeqa"] = quality(
+                Dataset("timeqa", pages, questions, in_parts(len(pages), 1)), args.budget, None
+            )
             result["timeqa_pages"] = len(pages)
     for key in ("evidence_recall", "abstain_recall"):
         result[f"ectqa_{key}_tgrag"] = ect["tgrag"][key]

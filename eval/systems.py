@@ -4,7 +4,8 @@
 - ``dense``: chunks of the same documents, the same embedder, exact inner-product search (faiss flat).
 - ``bm25``: the same chunks ranked by BM25.
 The baselines answer with the same extractive answerer, reading the sentences of their chunks,
-so differences come from retrieval, not from the reader.
+so differences come from retrieval, not from the reader. They have no notion of time: they ignore
+``as_of`` and ``now`` (``supports_as_of`` says so), which the as-of protocol measures as leakage.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -36,16 +38,21 @@ class SystemOutput:
     abstained: bool
     context: tuple[str, ...]  # the passages packed into the budget, in order
     retrieval_seconds: float
+    context_tokens: int = 0
+    abstain_reason: str = ""
 
 
 class System(Protocol):
     name: str
+    supports_as_of: bool
 
-    def build(self, documents: Sequence[Document]) -> float:
+    def build(self, documents: Sequence[Document], ingested_at: datetime | None = None) -> float:
         """Index the documents (may be called again with more); returns seconds spent."""
         ...
 
-    def run(self, question: str, budget: int) -> SystemOutput: ...
+    def run(
+        self, question: str, budget: int, as_of: date | datetime | None = None, now: date | None = None
+    ) -> SystemOutput: ...
 
     def close(self) -> None: ...
 
@@ -55,20 +62,25 @@ SYSTEMS: Registry[System] = Registry("system")
 
 class TGRAGSystem:
     name = "tgrag"
+    supports_as_of = True
 
     def __init__(self, path: Path | None = None, embedder: str | Embedder = "minilm") -> None:
         self._tmp = None if path else tempfile.TemporaryDirectory(prefix="tgrag-eval-")
         self.rag = TemporalRAG.open(path or Path(self._tmp.name) / "store", embedder=embedder)  # type: ignore[union-attr]
 
-    def build(self, documents: Sequence[Document]) -> float:
-        return self.rag.ingest(documents).seconds
+    def build(self, documents: Sequence[Document], ingested_at: datetime | None = None) -> float:
+        return self.rag.ingest(documents, ingested_at=ingested_at).seconds
 
-    def run(self, question: str, budget: int) -> SystemOutput:
+    def run(
+        self, question: str, budget: int, as_of: date | datetime | None = None, now: date | None = None
+    ) -> SystemOutput:
         started = time.perf_counter()
-        result = self.rag.retrieve(question, budget=budget)
+        result = self.rag.retrieve(question, budget=budget, as_of=as_of, now=now)
         seconds = time.perf_counter() - started
         answer = ExtractiveAnswerer(self.rag.workspace.embedder).answer(result)
-        return SystemOutput(answer.text, answer.abstained, tuple(e.text for e in result.evidence), seconds)
+        tokens = sum(e.tokens for e in result.evidence)
+        context = tuple(e.text for e in result.evidence)
+        return SystemOutput(answer.text, answer.abstained, context, seconds, tokens, result.reason)
 
     def close(self) -> None:
         self.rag.close()
@@ -78,6 +90,8 @@ class TGRAGSystem:
 
 class ChunkSystem:
     """A plain chunk retriever: dense (faiss flat over MiniLM) or lexical (BM25)."""
+
+    supports_as_of = False
 
     def __init__(self, kind: str, embedder: str | Embedder = "minilm", chunk_words: int = 100) -> None:
         if kind not in ("dense", "bm25"):
@@ -91,7 +105,7 @@ class ChunkSystem:
         self.index = faiss.IndexFlatIP(self.embedder.dim)
         self.bm25 = BM25Index()
 
-    def build(self, documents: Sequence[Document]) -> float:
+    def build(self, documents: Sequence[Document], ingested_at: datetime | None = None) -> float:
         started = time.perf_counter()
         texts = [c.text for d in documents for c in chunk_document(d, self.chunk_words)]
         if self.kind == "dense":
@@ -102,7 +116,9 @@ class ChunkSystem:
         self.tokens += count_tokens_batch(texts)
         return time.perf_counter() - started
 
-    def run(self, question: str, budget: int) -> SystemOutput:
+    def run(
+        self, question: str, budget: int, as_of: date | datetime | None = None, now: date | None = None
+    ) -> SystemOutput:
         started = time.perf_counter()
         if self.kind == "dense":
             scores, ids = self.index.search(self.embedder.embed([question]), min(64, len(self.texts)))
@@ -120,7 +136,7 @@ class ChunkSystem:
         seconds = time.perf_counter() - started
         context = tuple(self.texts[i] for _, i in packed)
         answer = ExtractiveAnswerer(self.embedder).answer(_as_retrieval(question, packed, self.texts))
-        return SystemOutput(answer.text, answer.abstained, context, seconds)
+        return SystemOutput(answer.text, answer.abstained, context, seconds, used)
 
     def close(self) -> None:
         pass

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval.datasets import ectqa, timeqa
+from eval import protocols
+from eval.datasets import Dataset, ectqa, in_parts, timeqa
 from eval.metrics import evidence_recall
-from eval.protocols import run_static
 from eval.systems import SYSTEMS
 from tgrag.sdk import TemporalRAG
 
@@ -83,7 +83,8 @@ def test_timeqa_answer_f1_beats_dense_chunks() -> None:
     for name in ("tgrag", "dense"):
         system = SYSTEMS.create(name)
         try:
-            results[name] = run_static(system, documents, items, budget=512)
+            dataset = Dataset("timeqa", documents, items, in_parts(len(documents), 1))
+            results[name] = protocols.static(system, dataset, 512)["overall"]
         finally:
             system.close()
     assert results["tgrag"]["answer_f1"] > results["dense"]["answer_f1"], results

@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     de.add_argument("--json", action="store_true")
     de.add_argument("doc_ids", nargs="+")
 
+    ev = sub.add_parser(
+        "eval", help="the evaluation harness (python -m eval): tgrag eval run --help", add_help=False
+    )
+    ev.add_argument("rest", nargs=argparse.REMAINDER)
+
     demo = sub.add_parser(
         "demo", help="ingest a small corpus in time slices and answer time-sensitive questions"
     )
@@ -283,6 +288,13 @@ def _cmd_delete(args: argparse.Namespace) -> int:
     return 0 if all(r["deleted"] for r in results) else 2
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    # The command line is the top of the stack, so it may reach the harness; the library never does.
+    from eval.__main__ import main as eval_main
+
+    return eval_main(args.rest)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -296,6 +308,7 @@ _COMMANDS = {
     "stats": _cmd_stats,
     "delete": _cmd_delete,
     "demo": _cmd_demo,
+    "eval": _cmd_eval,
 }
 
 if __name__ == "__main__":  # pragma: no cover

@@ -200,16 +200,29 @@ def _ingest_batch(ws: Workspace, docs: list[Document], ingested_at: datetime) ->
     try:
         with ws.store.transaction():
             ws.record_embedder()
-            report, new_rows, new_vecs, chunk_vecs = _write_batch(ws, prepared, vectors, ingested_at)
+            written = _write_batch(ws, prepared, vectors, ingested_at)
     except BaseException:
         ws.reload()  # entity additions were applied in memory; the store rolled back, so reload
         raise
-    ws.indexes.add_facts(new_rows, new_vecs)
-    if chunk_vecs:
-        ids = np.array(sorted(chunk_vecs), dtype=np.int64)
-        ws.indexes.vectors["chunk"].add(ids, np.vstack([chunk_vecs[i] for i in ids]))
-    ws.indexes.generation = ws.store.generation()
-    return report
+    idx = ws.indexes
+    idx.add_facts(written.new_rows, written.new_vectors)
+    idx.add_chunks(list(written.chunk_texts), list(written.chunk_texts.values()))
+    if written.chunk_vectors:
+        ids = np.array(sorted(written.chunk_vectors), dtype=np.int64)
+        idx.vectors["chunk"].add(ids, np.vstack([written.chunk_vectors[i] for i in ids]))
+    idx.generation = ws.store.generation()
+    return written.report
+
+
+@dataclass
+class _Written:
+    """What one batch's transaction wrote, for the in-memory indexes to follow."""
+
+    report: IngestReport
+    new_rows: list[FactRow]
+    new_vectors: np.ndarray
+    chunk_vectors: dict[int, np.ndarray]  # chunk number -> mean of its facts' vectors
+    chunk_texts: dict[int, str]  # chunk number -> the text its passage is indexed under
 
 
 def _embed_fact_texts(ws: Workspace, prepared: list[_Prepared]) -> dict[str, np.ndarray]:
@@ -242,7 +255,7 @@ def fact_key(subject_id: int, draft: FactDraft) -> str:
 
 def _write_batch(
     ws: Workspace, prepared: list[_Prepared], vectors: dict[str, np.ndarray], ingested_at: datetime
-) -> tuple[IngestReport, list[FactRow], np.ndarray, dict[int, np.ndarray]]:
+) -> _Written:
     store = ws.store
     report = IngestReport(batches=1)
     resolver = EntityResolver(ws)
@@ -251,6 +264,7 @@ def _write_batch(
     new_texts: list[str] = []
     merged_rows: set[int] = set()
     chunk_vecs: dict[int, np.ndarray] = {}
+    chunk_texts: dict[int, str] = {}
     dirty: set[str] = set()
     ts = ingested_at.timestamp()
     for p in prepared:
@@ -273,6 +287,7 @@ def _write_batch(
                 entity_ids[alias] = entity_ids[owner]
         for chunk, extraction in zip(p.chunks, extraction_list(p), strict=True):
             chunk_num = nums[chunk.id]
+            chunk_texts[chunk_num] = with_subject(doc.subject, chunk.text)
             per_chunk: list[np.ndarray] = []
             for draft in extraction.facts:
                 subject_id = entity_ids.get(draft.subject)
@@ -313,7 +328,7 @@ def _write_batch(
         ws.indexes.catalog.update_sources([r for fid, r in refreshed.items() if fid not in created_ids])
     report.entities_created = resolver.created
     vec_array = np.vstack(new_vecs) if new_vecs else np.zeros((0, ws.embedder.dim), np.float32)
-    return report, new_rows, vec_array, chunk_vecs
+    return _Written(report, new_rows, vec_array, chunk_vecs, chunk_texts)
 
 
 def _new_fact(

@@ -210,7 +210,7 @@ class TemporalRetriever:
         lex = bm25[candidates]
         lex_norm = lex / lex.max() if lex.max() > 0 else lex
         relevance = cfg.dense_weight * dense + cfg.lexical_weight * lex_norm
-        relevance += cfg.chunk_weight * self._chunk_similarity(candidates, query_vec)
+        relevance += self._context(candidates, query_vec, lexical_query)
         relevance_all[candidates] = relevance
         inc, cols = subgraph(catalog.incidence(), scoped_rows)
         fact_seed = np.clip(relevance_all[scoped_rows], 0.0, None) ** 2
@@ -230,7 +230,7 @@ class TemporalRetriever:
             relevance_all[extra] = (
                 cfg.dense_weight * (extra_vecs @ query_vec)
                 + cfg.lexical_weight * (bm25[extra] / lex.max() if lex.max() > 0 else 0.0)
-                + cfg.chunk_weight * self._chunk_similarity(extra, query_vec)
+                + self._context(extra, query_vec, lexical_query)
             )
             candidates = np.concatenate([candidates, extra])
         graph_all = np.zeros(len(catalog))
@@ -245,13 +245,24 @@ class TemporalRetriever:
         order = np.argsort(-scores, kind="stable")
         return _Ranked(candidates[order], scores[order], relevance_all[candidates][order])
 
-    def _chunk_similarity(self, rows: np.ndarray, query_vec: np.ndarray) -> np.ndarray:
-        """Similarity of the question to the passage each fact came from (0 where unknown)."""
-        index = self.ws.indexes.vectors["chunk"]
+    def _context(self, rows: np.ndarray, query_vec: np.ndarray, lexical_query: str) -> np.ndarray:
+        """How well the passage each fact came from matches the question, by embedding and by BM25.
+
+        A sentence often names neither the subject nor the time its neighbours do ("He then joined
+        Os Belenenses"); its passage does.
+        """
         chunks = self.ws.indexes.catalog.chunk[rows]
+        lexical = self.ws.indexes.chunk_lexical.scores(lexical_query, chunks)
+        return self.config.chunk_weight * self._chunk_similarity(chunks, query_vec) + (
+            self.config.chunk_lexical_weight * lexical
+        )
+
+    def _chunk_similarity(self, chunks: np.ndarray, query_vec: np.ndarray) -> np.ndarray:
+        """Similarity of the question to each chunk's vector (0 where unknown)."""
+        index = self.ws.indexes.vectors["chunk"]
         wanted = np.unique(chunks[chunks >= 0])  # every chunk that yielded a fact has a vector
         if len(wanted) == 0:
-            return np.zeros(len(rows))
+            return np.zeros(len(chunks))
         sims = dict(zip(wanted.tolist(), (index.vectors(wanted) @ query_vec).tolist(), strict=True))  # type: ignore[attr-defined]
         return np.array([sims.get(int(c), 0.0) for c in chunks])
 

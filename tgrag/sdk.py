@@ -15,8 +15,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .answer import ExtractiveAnswerer
 from .config import Config
 from .embed import Embedder, create_embedder
@@ -100,7 +98,7 @@ class TemporalRAG:
             idx.remove_facts(list(outcome.facts_removed))
             idx.catalog.update_sources(list(ws.store.fact_rows(list(outcome.facts_kept))))
             idx.remove_entities(outcome.entities_removed)
-            idx.vectors["chunk"].remove(np.array(outcome.chunks_removed, dtype=np.int64))
+            idx.remove_chunks(list(outcome.chunks_removed))
             idx.documents.pop(resolved, None)
             idx.generation = ws.store.generation()
             refresh_summaries(ws)

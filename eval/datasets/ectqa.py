@@ -34,7 +34,17 @@ def load_questions(path: Path) -> list[QAItem]:
                     question=r["question"],
                     golden_answers=() if unanswerable else (answer,),
                     evidence=tuple(e["evidence"] for e in r.get("evidence_list", [])),
-                    metadata={k: r.get(k) for k in ("reasoning_type", "question_type", "num_hops")},
+                    metadata={
+                        **{k: r.get(k) for k in ("reasoning_type", "question_type", "num_hops")},
+                        "type": str(r.get("reasoning_type", "")).split("|")[0] or "unknown",
+                        # the quarters the evidence comes from: when the question becomes answerable
+                        "periods": sorted(
+                            {f"{e['year']}-Q{str(e['quarter'])[-1]}" for e in r.get("evidence_list", [])}
+                        ),
+                        "evidence_docs": sorted(
+                            {e["ect_filename"] for e in r.get("evidence_list", []) if e.get("ect_filename")}
+                        ),
+                    },
                 )
             )
     return items

@@ -16,7 +16,7 @@ from .base import QAItem
 
 def load_pages(path: Path) -> list[dict[str, Any]]:
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+    with opener(path, "rt", encoding="utf-8") as fh:
         pages = json.load(fh)
     if not isinstance(pages, list):
         raise ValueError(f"{path} is not a TimeQA file (expected a JSON list of pages)")
@@ -41,7 +41,9 @@ def load(path: Path, every: int = 1) -> tuple[list[Document], list[QAItem]]:
                     _sentence_at(page["paras"][a["para"]], a["from"]) for a in answers if a.get("answer")
                 )
             )
-            items.append(QAItem(f"timeqa-{p}-{k}", question, golds, evidence, {"page": page.get("index")}))
+            link = page.get("link") or page.get("index")
+            metadata = {"page": link, "evidence_docs": [link], "type": "span" if golds else "unanswerable"}
+            items.append(QAItem(f"timeqa-{p}-{k}", question, golds, evidence, metadata))
     return documents, items
 
 

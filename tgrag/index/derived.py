@@ -20,7 +20,7 @@ from ..model import EntityType, TimeInterval, TimeNode
 from ..store.base import FactRow, GraphStore
 from ..text import fold, name_key, with_subject
 from .catalog import FactCatalog
-from .lexical import BM25Index
+from .lexical import BM25Index, KeyedBM25
 from .vector import VECTOR_INDEXES, VectorIndex
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class DerivedIndexes:
         self.vector_spec = vector_spec
         self.catalog = FactCatalog()
         self.lexical = BM25Index()
+        self.chunk_lexical = KeyedBM25()  # passages by chunk number: context for the facts they hold
         self.vectors: dict[str, VectorIndex] = {k: VECTOR_INDEXES.create(vector_spec, dim=dim) for k in KINDS}
         self.entity_names: dict[int, str] = {}
         self.entity_types: dict[int, EntityType] = {}
@@ -86,6 +87,12 @@ class DerivedIndexes:
         rows = list(store.fact_rows())
         self.catalog.add(rows)
         self.lexical.add([self.indexed_text(r) for r in rows])
+        self.chunk_lexical = KeyedBM25()
+        subjects = {d.id: d.subject for d in store.documents()}
+        chunks = store.chunk_rows()
+        self.add_chunks(
+            [num for num, _ in chunks], [with_subject(subjects.get(c.doc_id), c.text) for _, c in chunks]
+        )
         for kind in KINDS:
             ids, vecs = store.get_vectors(kind)
             self.vectors[kind] = VECTOR_INDEXES.create(self.vector_spec, dim=self.dim)
@@ -111,6 +118,7 @@ class DerivedIndexes:
         self.catalog.add(ordered)
         self.catalog.remove(dead)
         self.lexical = lexical
+        self.chunk_lexical = KeyedBM25.load(folder / "chunks_lexical.npz")
         for kind in KINDS:
             loaded = VECTOR_INDEXES.create(self.vector_spec, dim=self.dim, path=folder / f"{kind}.faiss")
             if loaded.dim != self.dim:
@@ -138,6 +146,7 @@ class DerivedIndexes:
         for kind in KINDS:
             self.vectors[kind].save(folder / f"{kind}.faiss")
         self.lexical.save(folder / "lexical.npz")
+        self.chunk_lexical.save(folder / "chunks_lexical.npz")
         row_ids = np.where(self.catalog.alive, self.catalog.ids, -1)
         buf = _npz_bytes(row_ids=row_ids)
         atomic_write_bytes(folder / "rows.npz", buf)
@@ -158,6 +167,13 @@ class DerivedIndexes:
         self.catalog.add(rows)
         self.lexical.add([self.indexed_text(r) for r in rows])
         self.vectors["fact"].add(np.array([r.id for r in rows], dtype=np.int64), vectors)
+
+    def add_chunks(self, nums: list[int], indexed_texts: list[str]) -> None:
+        self.chunk_lexical.add(nums, indexed_texts)
+
+    def remove_chunks(self, nums: list[int]) -> None:
+        self.chunk_lexical.remove(nums)
+        self.vectors["chunk"].remove(np.array(nums, dtype=np.int64))
 
     def remove_facts(self, fact_ids: list[int]) -> None:
         rows = self.catalog.remove(fact_ids)

@@ -6,7 +6,7 @@ import json
 import math
 from array import array
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -75,50 +75,100 @@ class BM25Index:
         out *= alive
         return out
 
-    def save(self, path: Path) -> None:
+    def to_arrays(self) -> dict[str, np.ndarray]:
         terms = sorted(self._postings)
         offsets = np.zeros(len(terms) + 1, dtype=np.int64)
         for i, t in enumerate(terms):
             offsets[i + 1] = offsets[i] + len(self._postings[t][0])
-        rows = (
-            np.concatenate([np.frombuffer(self._postings[t][0], np.int64) for t in terms])
-            if terms
-            else np.zeros(0, np.int64)
-        )
-        tfs = (
-            np.concatenate([np.frombuffer(self._postings[t][1], np.float32) for t in terms])
-            if terms
-            else np.zeros(0, np.float32)
-        )
-
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as fh:
-                np.savez(
-                    fh,
-                    terms=np.frombuffer(json.dumps(terms).encode(), dtype=np.uint8),
-                    offsets=offsets,
-                    rows=rows,
-                    tfs=tfs,
-                    lengths=np.frombuffer(self._lengths, np.float32),
-                    alive=np.frombuffer(self._alive, np.int8),
-                    params=np.array([self.k1, self.b]),
-                )
-
-        atomic_write(path, write)
+        empty = not terms
+        return {
+            "terms": np.frombuffer(json.dumps(terms).encode(), dtype=np.uint8),
+            "offsets": offsets,
+            "rows": np.zeros(0, np.int64)
+            if empty
+            else np.concatenate([np.frombuffer(self._postings[t][0], np.int64) for t in terms]),
+            "tfs": np.zeros(0, np.float32)
+            if empty
+            else np.concatenate([np.frombuffer(self._postings[t][1], np.float32) for t in terms]),
+            "lengths": np.frombuffer(self._lengths, np.float32),
+            "alive": np.frombuffer(self._alive, np.int8),
+            "params": np.array([self.k1, self.b]),
+        }
 
     @classmethod
-    def load(cls, path: Path) -> BM25Index:
-        with np.load(path) as data:
-            k1, b = (float(x) for x in data["params"])
-            index = cls(k1, b)
-            terms = json.loads(bytes(data["terms"]).decode())
-            offsets, rows, tfs = data["offsets"], data["rows"], data["tfs"]
-            for i, term in enumerate(terms):
-                lo, hi = offsets[i], offsets[i + 1]
-                index._postings[term] = (array("q", rows[lo:hi].tobytes()), array("f", tfs[lo:hi].tobytes()))
-            index._lengths = array("f", data["lengths"].astype(np.float32).tobytes())
-            index._alive = array("b", data["alive"].astype(np.int8).tobytes())
+    def from_arrays(cls, data: Mapping[str, np.ndarray]) -> BM25Index:
+        k1, b = (float(x) for x in data["params"])
+        index = cls(k1, b)
+        terms = json.loads(bytes(data["terms"]).decode())
+        offsets, rows, tfs = data["offsets"], data["rows"], data["tfs"]
+        for i, term in enumerate(terms):
+            lo, hi = offsets[i], offsets[i + 1]
+            index._postings[term] = (array("q", rows[lo:hi].tobytes()), array("f", tfs[lo:hi].tobytes()))
+        index._lengths = array("f", data["lengths"].astype(np.float32).tobytes())
+        index._alive = array("b", data["alive"].astype(np.int8).tobytes())
         alive = np.frombuffer(index._alive, dtype=np.int8).astype(bool)
         index._alive_count = int(alive.sum())
         index._total_length = float(np.frombuffer(index._lengths, dtype=np.float32)[alive].sum())
         return index
+
+    def save(self, path: Path) -> None:
+        _save_arrays(path, self.to_arrays())
+
+    @classmethod
+    def load(cls, path: Path) -> BM25Index:
+        with np.load(path) as data:
+            return cls.from_arrays(data)
+
+
+class KeyedBM25:
+    """BM25 over items with their own integer ids (chunk numbers), scored by id."""
+
+    def __init__(self) -> None:
+        self.index = BM25Index()
+        self._row_of: dict[int, int] = {}
+        self._keys = array("q")
+
+    def __len__(self) -> int:
+        return len(self._row_of)
+
+    def add(self, keys: Sequence[int], texts: Sequence[str]) -> None:
+        for key in keys:
+            self._row_of[int(key)] = len(self._keys)
+            self._keys.append(int(key))
+        self.index.add(texts)
+
+    def remove(self, keys: Sequence[int]) -> None:
+        self.index.remove([self._row_of.pop(int(k)) for k in keys if int(k) in self._row_of])
+
+    def scores(self, query: str, keys: np.ndarray) -> np.ndarray:
+        """Scores of ``keys`` for ``query``, divided by the best score of any item (0 for unknown keys)."""
+        scores = self.index.scores(query)
+        best = float(scores.max()) if len(scores) else 0.0
+        if best <= 0:
+            return np.zeros(len(keys))
+        rows = np.array([self._row_of.get(int(k), -1) for k in keys], dtype=np.int64)
+        return np.where(rows >= 0, scores[np.maximum(rows, 0)] / best, 0.0)
+
+    def save(self, path: Path) -> None:
+        _save_arrays(path, {**self.index.to_arrays(), "keys": np.frombuffer(self._keys, np.int64)})
+
+    @classmethod
+    def load(cls, path: Path) -> KeyedBM25:
+        keyed = cls()
+        with np.load(path) as data:
+            keyed.index = BM25Index.from_arrays(data)
+            keys = data["keys"]
+        alive = np.frombuffer(keyed.index._alive, dtype=np.int8)
+        if len(keys) != len(alive):
+            raise ValueError("keys and rows disagree")
+        keyed._keys = array("q", keys.astype(np.int64).tobytes())
+        keyed._row_of = {int(k): i for i, k in enumerate(keys) if alive[i]}
+        return keyed
+
+
+def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
+
+    atomic_write(path, write)
