@@ -25,6 +25,7 @@ from tgrag.answer import ExtractiveAnswerer
 from tgrag.chunking import chunk_document
 from tgrag.embed import Embedder, create_embedder
 from tgrag.index.lexical import BM25Index
+from tgrag.ingest import IngestTime
 from tgrag.model import Document, Evidence, EvidenceKind, QueryScope, RetrievalResult, TimeInterval
 from tgrag.registry import Registry
 from tgrag.sdk import TemporalRAG
@@ -46,8 +47,11 @@ class System(Protocol):
     name: str
     supports_as_of: bool
 
-    def build(self, documents: Sequence[Document], ingested_at: datetime | None = None) -> float:
-        """Index the documents (may be called again with more); returns seconds spent."""
+    def build(self, documents: Sequence[Document], ingested_at: IngestTime = None) -> float:
+        """Index the documents (may be called again with more); returns seconds spent.
+
+        ``ingested_at``: when the system learns them; protocols replay dated corpora by publication day.
+        """
         ...
 
     def run(
@@ -68,7 +72,7 @@ class TGRAGSystem:
         self._tmp = None if path else tempfile.TemporaryDirectory(prefix="tgrag-eval-")
         self.rag = TemporalRAG.open(path or Path(self._tmp.name) / "store", embedder=embedder)  # type: ignore[union-attr]
 
-    def build(self, documents: Sequence[Document], ingested_at: datetime | None = None) -> float:
+    def build(self, documents: Sequence[Document], ingested_at: IngestTime = None) -> float:
         return self.rag.ingest(documents, ingested_at=ingested_at).seconds
 
     def run(
@@ -105,7 +109,7 @@ class ChunkSystem:
         self.index = faiss.IndexFlatIP(self.embedder.dim)
         self.bm25 = BM25Index()
 
-    def build(self, documents: Sequence[Document], ingested_at: datetime | None = None) -> float:
+    def build(self, documents: Sequence[Document], ingested_at: IngestTime = None) -> float:
         started = time.perf_counter()
         texts = [c.text for d in documents for c in chunk_document(d, self.chunk_words)]
         if self.kind == "dense":

@@ -20,6 +20,7 @@ from enum import Enum
 
 import numpy as np
 
+from . import aggregate
 from .embed import Embedder
 from .extract.mentions import find_mentions
 from .extract.values import find_values
@@ -39,29 +40,20 @@ class AnswerKind(str, Enum):
 
 
 _PERIOD_WORDS = r"(?:quarter|year|month|period|fiscal year|half)"
-_SUPERLATIVE = re.compile(
-    r"\b(highest|lowest|largest|smallest|most|least|best|worst|biggest|greatest|peak|maximum|minimum|strongest|weakest)\b",
-    re.IGNORECASE,
-)
-_LOW_WORDS = {"lowest", "smallest", "least", "worst", "minimum", "weakest"}
 _PLACE_NOUNS = (
     r"(?:city|country|town|state|place|location|county|capital|region|venue|stadium|site|village|area)"
 )
 _PERSON_NOUNS = r"(?:person|man|woman|actor|actress|player|coach|manager|leader|president|head|editor|director|owner|chairman|ceo|occupant|author|singer|spouse|wife|husband)"
-_VALUE_CUES = re.compile(r"\bhow (?:much|many)\b", re.IGNORECASE)
+_VALUE_CUES = re.compile(r"\bhow (?:much|many)\b|\bnumber of\b", re.IGNORECASE)
 _METRIC_WORDS = re.compile(
     r"\b(revenues?|margins?|income|growth|rate|costs?|prices?|sales|eps|earnings|ebitda|cash|flow|ratio|guidance|"
     r"percentage|amount|value|profits?|loss(?:es)?|expenses?|debt|dividends?|utilization|occupancy|total|"
     r"billings|bookings|backlog|assets|liquidity|spend(?:ing)?|capex|orders|shipments|volume|share|shares|"
-    r"production|throughput|leverage|yield|return|returns|salary|population|budget|valuation|payout)\b",
+    r"production|throughput|leverage|yield|return|returns|salary|population|budget|valuation|payout|"
+    r"headcount|employees|customers|subscribers|users|stores)\b",
     re.IGNORECASE,
 )
 _WH = re.compile(r"\b(who|whom|whose|where|when|which|what)\b", re.IGNORECASE)
-_FRAME_WORDS = frozenset(
-    """quarter year month period fiscal half highest lowest largest smallest most least best worst biggest
-    greatest peak maximum minimum strongest weakest achieve achieved experience experienced report reported
-    record recorded post posted see saw have had""".split()
-)
 
 
 @dataclass(frozen=True)
@@ -72,7 +64,7 @@ class QuestionFrame:
 
 def analyse(question: str) -> QuestionFrame:
     q = " ".join(question.strip().lower().split())
-    if re.search(rf"\b(?:which|what) {_PERIOD_WORDS}\b", q) and _SUPERLATIVE.search(q):
+    if re.search(rf"\b(?:which|what) {_PERIOD_WORDS}\b", q) and aggregate.asks_extreme(q) is not None:
         return QuestionFrame(AnswerKind.PERIOD_EXTREME)
     if re.search(r"\b(?:when|what year|which year|what date|which date)\b", q):
         return QuestionFrame(AnswerKind.TIME)
@@ -126,14 +118,14 @@ class ExtractiveAnswerer:
             return Answer(
                 question, f"No answer: {result.reason or 'no evidence'}.", (), True, result.reason, result
             )
-        evidence = list(result.evidence[: self.evidence_considered])
         frame = analyse(question)
+        combined = _combined(question, frame, result)
+        if combined is not None:
+            text, used = combined
+            return Answer(question, text, tuple(_cite(result.evidence[i]) for i in used), False, "", result)
         if frame.kind is AnswerKind.PERIOD_EXTREME:
-            picked = _period_extreme(question, evidence)
-            if picked is not None:
-                text, used = picked
-                return Answer(question, text, tuple(_cite(evidence[i]) for i in used), False, "", result)
             frame = QuestionFrame(AnswerKind.TIME)
+        evidence = list(result.evidence[: self.evidence_considered])
         text, used = self._best_span(question, frame, evidence, result.scope, result.entities)
         return Answer(question, text, tuple(_cite(evidence[i]) for i in used), False, "", result)
 
@@ -200,6 +192,27 @@ class ExtractiveAnswerer:
         lo, hi = float(sims.min()), float(sims.max())
         scaled = (sims - lo) / (hi - lo) if hi > lo else np.full(len(names), 0.5)
         return dict(zip(names, scaled.tolist(), strict=True))
+
+
+def _combined(question: str, frame: QuestionFrame, result: RetrievalResult) -> tuple[str, list[int]] | None:
+    """An answer built from several pieces of evidence: a period's extreme, or a list of values."""
+    evidence = result.evidence
+    if frame.kind is AnswerKind.PERIOD_EXTREME:
+        picks = aggregate.per_period(question, evidence)
+        high = aggregate.asks_extreme(question)
+        if len(picks) >= 2 and high is not None:
+            best = (max if high else min)(picks, key=lambda p: p.number)
+            return _pretty_time(best.label), sorted(p.evidence for p in picks)
+    if frame.kind is AnswerKind.VALUE:
+        if aggregate.asks_each_period(question):
+            picks = aggregate.per_period(question, evidence)
+        elif len(result.entities) >= 2:
+            picks = aggregate.per_entity(question, result.entities, evidence)
+        else:
+            picks = []
+        if len(picks) >= 2:
+            return ", ".join(p.value for p in picks), [p.evidence for p in picks]
+    return None
 
 
 def _question_keys(question: str, entities: Sequence[str]) -> set[str]:
@@ -284,26 +297,3 @@ def _candidates(text: str, kind: AnswerKind) -> list[tuple[str, float, int]]:
 def _pretty_time(label: str) -> str:
     m = re.fullmatch(r"(\d{4})-Q([1-4])", label)
     return f"Q{m.group(2)} {m.group(1)}" if m else label
-
-
-def _period_extreme(question: str, evidence: Sequence[Evidence]) -> tuple[str, list[int]] | None:
-    """The period whose value is highest (or lowest) among evidence about the asked measure."""
-    low = any(w.lower() in _LOW_WORDS for w in _SUPERLATIVE.findall(question))
-    # What is compared: the question's words minus its entities, its times and the superlative.
-    q_words = set(words(question)) - _FRAME_WORDS
-    for m in find_mentions(question):
-        q_words -= set(words(m.text))
-    q_words = {w for w in q_words if not w.isdigit() and not re.fullmatch(r"q[1-4]", w)}
-    best_by_period: dict[str, tuple[float, float, int]] = {}  # label -> (relevance, value, evidence index)
-    for i, ev in enumerate(evidence):
-        values = find_values(ev.text)
-        if not values or not ev.time.bounded or ev.time.label in ("", "always"):
-            continue
-        overlap = len(q_words & set(words(ev.text))) / max(len(q_words), 1)
-        current = best_by_period.get(ev.time.label)
-        if current is None or overlap > current[0]:
-            best_by_period[ev.time.label] = (overlap, values[0].number, i)
-    if len(best_by_period) < 2:
-        return None
-    pick = (min if low else max)(best_by_period.items(), key=lambda kv: kv[1][1])
-    return _pretty_time(pick[0]), sorted(v[2] for v in best_by_period.values())

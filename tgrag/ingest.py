@@ -101,7 +101,7 @@ def check_document(doc: object, max_chars: int) -> str | None:
 def ingest(
     ws: Workspace,
     documents: Iterable[object],  # anything: what is not a valid Document is skipped with a reason
-    ingested_at: datetime | None = None,
+    ingested_at: IngestTime = None,
     progress: Callable[[int], None] | None = None,
 ) -> IngestReport:
     """Ingest documents in batches of ``config.ingest.batch_documents``; the caller holds the writer lock."""
@@ -112,7 +112,7 @@ def ingest(
     for batch in _batches(documents, ws.config.ingest.batch_documents):
         fresh = _select_new(ws, batch, seen_ids, seen_keys, report)
         if fresh:
-            report.merge(_ingest_batch(ws, fresh, ingested_at or utcnow()))
+            report.merge(_ingest_batch(ws, fresh, _ingest_times(fresh, ingested_at)))
         if progress is not None:
             progress(len(batch))
     report.seconds = time.perf_counter() - started
@@ -191,7 +191,18 @@ class _Prepared:
     extractions: list[Extraction]
 
 
-def _ingest_batch(ws: Workspace, docs: list[Document], ingested_at: datetime) -> IngestReport:
+# When the store learns a document: now (None), a given time, or a time per document (a replay).
+IngestTime = datetime | Callable[[Document], datetime] | None
+
+
+def _ingest_times(docs: list[Document], ingested_at: IngestTime) -> list[datetime]:
+    if callable(ingested_at):
+        return [ingested_at(d) for d in docs]
+    when = ingested_at or utcnow()
+    return [when] * len(docs)
+
+
+def _ingest_batch(ws: Workspace, docs: list[Document], ingested_at: list[datetime]) -> IngestReport:
     prepared = []
     for doc in docs:
         chunks = chunk_document(doc, ws.config.ingest.chunk_words)
@@ -254,7 +265,7 @@ def fact_key(subject_id: int, draft: FactDraft) -> str:
 
 
 def _write_batch(
-    ws: Workspace, prepared: list[_Prepared], vectors: dict[str, np.ndarray], ingested_at: datetime
+    ws: Workspace, prepared: list[_Prepared], vectors: dict[str, np.ndarray], ingested_at: list[datetime]
 ) -> _Written:
     store = ws.store
     report = IngestReport(batches=1)
@@ -266,10 +277,10 @@ def _write_batch(
     chunk_vecs: dict[int, np.ndarray] = {}
     chunk_texts: dict[int, str] = {}
     dirty: set[str] = set()
-    ts = ingested_at.timestamp()
-    for p in prepared:
+    for p, known_at in zip(prepared, ingested_at, strict=True):
         doc = p.doc
-        nums = store.add_document(doc, p.chunks, ingested_at)
+        ts = known_at.timestamp()
+        nums = store.add_document(doc, p.chunks, known_at)
         report.added.append(doc.id)
         ws.indexes.documents[doc.id] = doc.source or doc.subject
         report.chunks += len(p.chunks)
@@ -299,7 +310,7 @@ def _write_batch(
                 fact = _new_fact(doc, draft, subject_id, tuple(sorted(ents)), tuple(n.id for n in nodes))
                 chain = with_ancestors(nodes)
                 store.add_time_nodes(chain)
-                fact_id, created = store.upsert_fact(fact, doc.id, chunk_num, ingested_at)
+                fact_id, created = store.upsert_fact(fact, doc.id, chunk_num, known_at)
                 indexed = with_subject(draft.subject, draft.text)
                 vec = vectors[text_hash(indexed)]
                 per_chunk.append(vec)

@@ -20,7 +20,7 @@ from .config import Config
 from .embed import Embedder, create_embedder
 from .errors import StoreCorruptedError, StoreError, StoreLockedError, TGRAGError
 from .extract import Extractor, create_extractor
-from .ingest import IngestReport, InvalidRecord, ingest
+from .ingest import IngestReport, IngestTime, InvalidRecord, ingest
 from .model import Answer, Document, Fact, RetrievalResult
 from .retrieve import TemporalRetriever
 from .store.base import STORES, DeleteOutcome, DocumentRecord, GraphStore
@@ -68,12 +68,13 @@ class TemporalRAG:
     def ingest(
         self,
         documents: Iterable[Document | str | dict[str, Any]],
-        ingested_at: datetime | None = None,
+        ingested_at: IngestTime = None,
         progress: Callable[[int], None] | None = None,
     ) -> IngestReport:
         """Add documents (skipping ones already stored), then refresh the summaries of changed times.
 
-        ``ingested_at`` backdates the knowledge time, e.g. to replay a corpus for as-of queries.
+        ``ingested_at`` sets the knowledge time: a datetime, or a function of the document (to replay a
+        corpus by publication date for as-of queries); by default, now.
         """
         ws = self._ws
         with store_errors(ws.store), ws.lock:
