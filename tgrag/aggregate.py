@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .extract.mentions import find_mentions
 from .extract.values import find_values
-from .model import Evidence
+from .model import Evidence, Granularity
 from .text import name_key, words
 
 _SUPERLATIVE = re.compile(
@@ -63,17 +63,32 @@ def asks_extreme(question: str) -> bool | None:
     return not any(w in _LOW_WORDS for w in words_found)
 
 
+_PERIOD_GRANULARITY = {"quarter": Granularity.QUARTER, "year": Granularity.YEAR, "month": Granularity.MONTH,
+                       "half": Granularity.HALF}
+_PERIOD_NAMED = re.compile(r"\b(quarter|year|month|half)\b", re.IGNORECASE)
+
+
 def per_period(question: str, evidence: Sequence[Evidence]) -> list[Picked]:
-    """The best value for each period the evidence covers, in time order."""
+    """The best value for each period the evidence covers, in time order.
+
+    Only evidence that mentions the measure counts, and only periods of the kind the question
+    names ("which quarter" compares quarters, not a year's guidance).
+    """
     measure = measure_words(question)
+    named = _PERIOD_NAMED.search(question)
+    wanted = _PERIOD_GRANULARITY[named.group(1).lower()] if named else None
     best: dict[str, tuple[float, Picked]] = {}
     for i, ev in enumerate(evidence):
         if not ev.time.bounded or ev.time.label in ("", "always"):
+            continue
+        if wanted is not None and ev.time.granularity is not wanted:
             continue
         picked = _first_value(ev, i, ev.time.label)
         if picked is None:
             continue
         overlap = len(measure & set(words(ev.text))) / max(len(measure), 1)
+        if measure and overlap == 0:
+            continue
         if ev.time.label not in best or overlap > best[ev.time.label][0]:
             best[ev.time.label] = (overlap, picked)
     order = sorted(best, key=lambda label: evidence[best[label][1].evidence].time.start_ordinal)
