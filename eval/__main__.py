@@ -134,9 +134,11 @@ def run(
     from tqdm import tqdm
 
     from tgrag import __version__
+    from tgrag.embed import create_embedder
 
     from .systems import SYSTEMS
 
+    create_embedder("minilm").embed(["warm up"])  # loading the model is not ingest time
     results: dict[str, Any] = {
         "schema": report.SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -8,8 +8,9 @@ Dated documents are always learned on their publication day (a replay), so quest
   questions answerable so far; metrics on the questions about earlier slices (stability, including
   how many answers changed); the cost of the update against rebuilding from scratch.
 - ``as-of``: replay documents with their publication dates as ingest times, then ask each question
-  as of the day before its evidence was published (evidence found then is leakage) and as of the
-  day it was (normal metrics); questions that carry their own ``as_of`` are asked as of that day.
+  as of the day before any of its evidence was published (evidence found then is leakage) and as
+  of the day all of it was (normal metrics); questions that carry their own ``as_of`` are asked as
+  of that day, unanswerable ones with everything known.
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ def incremental(
 ) -> dict[str, Any]:
     system = make_system()
     slices: list[dict[str, Any]] = []
-    previous: dict[str, str] = {}  # question id -> its answer at the last evaluation
+    previous: dict[str, str] = {}  # question id -> what was said at the last evaluation
     outcomes: list[Outcome] = []
     slice_of = {item.id: dataset.slice_of(item) for item in dataset.items}
     seen: list[Document] = []
@@ -227,27 +228,37 @@ def as_of(
     )
     published: dict[str, date] = {d.key: d.date for d in dated if d.key and d.date}
 
-    def evidence_day(item: QAItem) -> date | None:
-        """When the question became answerable: the latest publication among ``evidence_docs``, the
-        documents that first stated each piece of its evidence (None if any is unknown)."""
+    def evidence_days(item: QAItem) -> list[date]:
+        """Publication days of ``evidence_docs``, the documents that first stated each piece of the
+        question's evidence (empty if any is unknown)."""
         keys = list(item.metadata.get("evidence_docs") or ())
         days = [published[k] for k in keys if k in published]
-        return max(days) if days and len(days) == len(keys) else None
+        return days if days and len(days) == len(keys) else []
+
+    def evidence_day(item: QAItem) -> date | None:
+        """The day the question became answerable: all of its evidence had been published."""
+        days = evidence_days(item)
+        return max(days) if days else None
 
     def day_before(item: QAItem) -> date | None:
-        day = evidence_day(item)
-        return None if day is None else day - timedelta(days=1)
+        """The day before any of its evidence was published: nothing of it may be found then."""
+        days = evidence_days(item)
+        return min(days) - timedelta(days=1) if days else None
 
     own = [i for i in dataset.items if i.metadata.get("as_of")]
     timed = [i for i in dataset.items if i.answerable and not i.metadata.get("as_of") and evidence_day(i)]
     before = ask(system, timed, budget, None, as_of=day_before, progress=progress)
     after = ask(system, timed, budget, judge, as_of=evidence_day, progress=progress)
     asked_as_of = ask(system, own, budget, judge, progress=progress) if own else []
+    # Unanswerable questions are asked with everything known: abstaining is measured here too.
+    unanswerable = [i for i in dataset.items if not i.answerable and not i.metadata.get("as_of")]
+    declined = ask(system, unanswerable, budget, progress=progress)
+    answered = after + asked_as_of + declined
     leak = [o.evidence_recall for o in before if o.evidence_recall is not None]
     return {
         "ingest_seconds": ingest_seconds,
-        "overall": summarize(after + asked_as_of),
-        "by_type": by_type(after + asked_as_of),
+        "overall": summarize(answered),
+        "by_type": by_type(answered),
         "before_publication": {
             **summarize(before),
             # evidence found before it was published: a system that cannot look back in time leaks
@@ -255,7 +266,7 @@ def as_of(
             "abstained": float(np.mean([o.abstained for o in before])) if before else None,
         },
         "latency_ms": [o.latency_ms for o in after],
-        "outcomes": [asdict(o) for o in after + asked_as_of],
+        "outcomes": [asdict(o) for o in answered],
     }
 
 

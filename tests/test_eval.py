@@ -281,3 +281,42 @@ def test_report_files(small: Dataset, tmp_path: Path) -> None:
         assert (tmp_path / "out" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = (tmp_path / "out" / "outcomes.jsonl").read_text().splitlines()
     assert len(lines) == 2 * len(small.items)
+
+
+def test_command_line_run_world_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from eval.__main__ import main
+    from tgrag.cli import main as tgrag_main
+
+    assert main(["world", "--scale", "tiny", "--seed", "2", "--out", str(tmp_path / "w")]) == 0
+    assert (tmp_path / "w" / "documents.jsonl").exists()
+    out = tmp_path / "run"
+    args = [
+        "run",
+        "--dataset",
+        "world",
+        "--data",
+        str(tmp_path / "w"),
+        "--systems",
+        "tgrag,bm25",
+        "--protocol",
+        "static",
+        "--budget",
+        "128",
+        "--out",
+        str(out),
+        "-q",
+    ]
+    assert tgrag_main(["eval", *args]) == 0  # the same harness through the tgrag command
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[-1] == str(out / "results.json")
+    data = json.loads((out / "results.json").read_text())
+    assert data["dataset"]["name"] == "world" and data["command"].startswith("python -m eval run")
+    assert data["systems"]["tgrag"]["overall"]["questions"] == data["dataset"]["questions"]
+    assert (
+        main(["export", "--dataset", "world", "--data", str(tmp_path / "w"), "--out", str(tmp_path / "fr")])
+        == 0
+    )
+    exported = flashrag.load_questions(tmp_path / "fr" / "questions.jsonl")
+    assert len(exported) == data["dataset"]["questions"] and any(q.evidence for q in exported)
+    with pytest.raises(SystemExit):
+        main(["run", "--dataset", "ectqa", "--out", str(tmp_path / "x")])  # --data is required

@@ -63,8 +63,12 @@ def asks_extreme(question: str) -> bool | None:
     return not any(w in _LOW_WORDS for w in words_found)
 
 
-_PERIOD_GRANULARITY = {"quarter": Granularity.QUARTER, "year": Granularity.YEAR, "month": Granularity.MONTH,
-                       "half": Granularity.HALF}
+_PERIOD_GRANULARITY = {
+    "quarter": Granularity.QUARTER,
+    "year": Granularity.YEAR,
+    "month": Granularity.MONTH,
+    "half": Granularity.HALF,
+}
 _PERIOD_NAMED = re.compile(r"\b(quarter|year|month|half)\b", re.IGNORECASE)
 
 
