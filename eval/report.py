@@ -170,7 +170,9 @@ def _plots(results: dict[str, Any], out: Path) -> list[Path]:
                     linestyle="--",
                     label=f"{name} rebuild",
                 )
+        ticks = list(range(1, max(len(s.get("slices") or []) for s in systems.values()) + 1))
         for ax, title in zip(axes, ("evidence_recall", "answer_f1", "seconds per slice"), strict=True):
+            ax.set_xticks(ticks)
             ax.set_xlabel("slice")
             ax.set_title(title)
             ax.legend(fontsize=7)

@@ -35,6 +35,7 @@ class FactCatalog:
         self.entities: list[tuple[int, ...]] = []
         self._row_of: dict[int, int] = {}
         self._incidence: sp.csr_matrix | None = None
+        self._by_entity: sp.csr_matrix | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -68,12 +69,14 @@ class FactCatalog:
             self.entities.append(r.entity_ids)
             self._row_of[r.id] = first + i
         self._incidence = None
+        self._by_entity = None
         return list(range(first, first + len(rows)))
 
     def remove(self, fact_ids: Iterable[int]) -> list[int]:
         rows = [self._row_of.pop(int(f)) for f in fact_ids if int(f) in self._row_of]
         self.alive[rows] = False
         self._incidence = None
+        self._by_entity = None
         return rows
 
     def update_sources(self, rows: Sequence[FactRow]) -> None:
@@ -171,3 +174,9 @@ class FactCatalog:
                 (data, np.array(cols, dtype=np.int64), indptr), shape=(len(self.entities), ncols)
             )
         return self._incidence
+
+    def incidence_by_entity(self) -> sp.csr_matrix:
+        """Entity ids x rows: the facts each entity appears in (the transpose, cached)."""
+        if self._by_entity is None:
+            self._by_entity = self.incidence().T.tocsr()
+        return self._by_entity
