@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run systems over a dataset and write a report")
     _dataset_args(run)
-    run.add_argument("--systems", default="tgrag,dense,bm25", help="comma-separated: tgrag, dense, bm25")
+    run.add_argument("--systems", default="tgrag,dense,bm25", help="comma-separated: tgrag, tgrag-agent[:LLM], dense, bm25")
     run.add_argument("--protocol", default="static", choices=protocols.PROTOCOLS)
     run.add_argument(
         "--budget", type=int, default=512, help="evidence tokens per question, the same for every system"

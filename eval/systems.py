@@ -92,6 +92,31 @@ class TGRAGSystem:
             self._tmp.cleanup()
 
 
+class AgentSystem(TGRAGSystem):
+    """tgrag through the Auto-RAG loop (``rag.ask``): each retrieval gets the budget, so the
+    context (everything the loop read) can exceed it; ``context_tokens`` reports how much."""
+
+    name = "tgrag-agent"
+
+    def __init__(
+        self, path: Path | None = None, embedder: str | Embedder = "minilm", llm: str | None = None
+    ) -> None:
+        super().__init__(path, embedder)
+        self.llm = llm
+
+    def run(
+        self, question: str, budget: int, as_of: date | datetime | None = None, now: date | None = None
+    ) -> SystemOutput:
+        started = time.perf_counter()
+        result = self.rag.ask(question, budget=budget, as_of=as_of, now=now, llm=self.llm)
+        seconds = time.perf_counter() - started
+        evidence = result.answer.retrieval.evidence if result.answer.retrieval else ()
+        tokens = sum(e.tokens for e in evidence)
+        context = tuple(e.text for e in evidence)
+        answer = result.answer
+        return SystemOutput(answer.text, answer.abstained, context, seconds, tokens, answer.reason)
+
+
 class ChunkSystem:
     """A plain chunk retriever: dense (faiss flat over MiniLM) or lexical (BM25)."""
 
@@ -169,6 +194,11 @@ def _as_retrieval(question: str, packed: list[tuple[float, int]], texts: list[st
 @SYSTEMS.register("tgrag")
 def _tgrag(arg: str | None, **kwargs: object) -> System:
     return TGRAGSystem(**kwargs)  # type: ignore[arg-type]
+
+
+@SYSTEMS.register("tgrag-agent")
+def _tgrag_agent(arg: str | None, **kwargs: object) -> System:
+    return AgentSystem(llm=arg, **kwargs)  # type: ignore[arg-type]
 
 
 @SYSTEMS.register("dense")

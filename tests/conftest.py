@@ -10,6 +10,7 @@ import pytest
 
 from tgrag.sdk import TemporalRAG
 
+from .vllm_support import tiny_llama_dir, vllm_server  # noqa: F401  (fixtures for every test)
 from .world import World, generate
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -149,6 +149,18 @@ def test_ask(capsys: pytest.CaptureFixture[str], cli_store: Path, world: World) 
     assert answer["citations"][0]["source"] == world.documents[1].source
 
 
+def test_ask_shows_the_loop_s_trace(capsys: pytest.CaptureFixture[str], cli_store: Path, world: World) -> None:
+    q = revenue_question(world, 1)
+    code, out, _ = run(capsys, "ask", "--store", str(cli_store), "--trace", "--llm", "extractive", q.text)
+    assert code == 0
+    assert out.splitlines()[0] == f"answer: {q.answer}"
+    assert "trace: 1 retrieval(s), finished by answer" in out
+    assert f"1. query {q.text!r}" in out
+    code, out, _ = run(capsys, "ask", "--store", str(cli_store), "--json", q.text)
+    trace = json.loads(out)["trace"]
+    assert trace["iterations"] == 1 and trace["steps"][0]["query"] == q.text
+
+
 def test_ask_as_of_before_any_ingest_abstains(
     capsys: pytest.CaptureFixture[str], cli_store: Path, world: World
 ) -> None:
@@ -208,6 +220,8 @@ def test_delete_by_key_then_unknown(
         (["ask", "--store", "{store}", "--budget", "0", "What was revenue?"], ["--budget"]),
         (["query", "--store", "{store}", "--budget", "-5", "What was revenue?"], ["--budget"]),
         (["ask", "--store", "{store}", ""], ["question is empty"]),
+        (["ask", "--store", "{store}", "--llm", "gpt9:x", "What was revenue?"], ["unknown llm", "extractive"]),
+        (["ask", "--store", "{store}", "--max-iter", "0", "What was revenue?"], ["--max-iter"]),
         (["query", "--store", "{store}", "   ", " "], ["question is empty"]),
     ],
 )

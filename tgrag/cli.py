@@ -1,4 +1,4 @@
-"""The ``tgrag`` command: ingest, query, ask, stats, delete, demo.
+"""The ``tgrag`` command: ingest, query, ask, stats, delete, serve, demo.
 
 Errors print as one line (``error: ...``) with exit status 2; ``--debug`` shows tracebacks.
 """
@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--now", help="the date that 'last quarter' is relative to (default: today)")
         q.add_argument("--budget", type=int, help="evidence token budget")
         q.add_argument("--json", action="store_true")
+        if name == "ask":
+            q.add_argument(
+                "--llm", help="LLM spec: extractive (default), openai:URL#model, vllm:PATH, transformers:PATH"
+            )
+            q.add_argument("--max-iter", type=int, help="retrieval rounds of the Auto-RAG loop (default 4)")
+            q.add_argument("--trace", action="store_true", help="also print the loop's queries and passages")
         q.add_argument("question", nargs="+")
 
     st = sub.add_parser("stats", help="counts of documents, facts, entities, time nodes")
@@ -55,6 +61,19 @@ def _parser() -> argparse.ArgumentParser:
     de.add_argument("--store", required=True, type=Path)
     de.add_argument("--json", action="store_true")
     de.add_argument("doc_ids", nargs="+")
+
+    sv = sub.add_parser("serve", help="an OpenAI-compatible HTTP API over a store (docs/server.md)")
+    sv.add_argument("--store", required=True, type=Path)
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--llm", help="upstream LLM spec: other model names pass through to it, and RAG uses it")
+    sv.add_argument(
+        "--api-key-file", type=Path, help="bearer keys, one a line (also: the TGRAG_API_KEY variable)"
+    )
+    sv.add_argument("--max-iter", type=int, help="Auto-RAG iterations when a request names none")
+    sv.add_argument("--budget", type=int, help="evidence token budget when a request names none")
+    sv.add_argument("--max-request-bytes", type=int, default=8 * 1024 * 1024, help="larger bodies get 413")
+    sv.add_argument("--no-access-log", action="store_true", help="do not log each request (benchmarks)")
 
     ev = sub.add_parser(
         "eval", help="the evaluation harness (python -m eval): tgrag eval run --help", add_help=False
@@ -196,15 +215,24 @@ def _cmd_query(args: argparse.Namespace, answer: bool = False) -> int:
     now = _date_arg(args.now, "--now")
     if args.budget is not None and args.budget <= 0:
         raise InputError("--budget must be a positive number of tokens")
+    if answer and args.max_iter is not None and args.max_iter < 1:
+        raise InputError("--max-iter must be at least 1")
     with _open(args.store) as rag:
         if answer:
-            result: Any = rag.answer(question, as_of=as_of, budget=args.budget, now=now)
+            asked = rag.ask(
+                question, as_of=as_of, budget=args.budget, now=now, llm=args.llm, max_iter=args.max_iter
+            )
         else:
             result = rag.retrieve(question, as_of=as_of, budget=args.budget, now=now)
-    if args.json:
+    if answer:
+        if args.json:
+            print(json.dumps({**_plain(asked.answer), "trace": _plain(asked.trace)}, indent=2))
+        else:
+            print(format_answer(asked.answer))
+            if args.trace:
+                print(format_trace(asked.trace))
+    elif args.json:
         print(json.dumps(_plain(result), indent=2))
-    elif answer:
-        print(format_answer(result))
     else:
         print(format_retrieval(result))
     return 0
@@ -223,6 +251,18 @@ def format_answer(answer: Any) -> str:
     lines = [f"answer: {answer.text}"]
     for c in answer.citations:
         lines.append(f"  - [{c.time}] {c.text}  ({c.source or c.doc_id})")
+    return "\n".join(lines)
+
+
+def format_trace(trace: Any) -> str:
+    lines = [f"trace: {trace.iterations} retrieval(s), finished by {trace.finish_reason}"]
+    for step in trace.steps:
+        lines.append(
+            f"  {step.iteration}. {step.action} {step.query!r}"
+            if step.query
+            else f"  {step.iteration}. answer"
+        )
+        lines += [f"       [{ev.time.label}] {ev.text}" for ev in step.passages]
     return "\n".join(lines)
 
 
@@ -288,6 +328,44 @@ def _cmd_delete(args: argparse.Namespace) -> int:
     return 0 if all(r["deleted"] for r in results) else 2
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from .server import ServerSettings, create_app, load_api_keys
+    except ImportError as exc:
+        raise InputError(
+            f"tgrag serve needs the server extra ({exc.name} is missing): pip install 'tgrag[server]'"
+        ) from None
+    if not 0 <= args.port <= 65535:
+        raise InputError("--port must be in 0..65535")
+    try:
+        settings = ServerSettings(
+            host=args.host,
+            port=args.port,
+            api_keys=load_api_keys(args.api_key_file),  # read now, at startup, never at import
+            max_request_bytes=args.max_request_bytes,
+            llm=args.llm,
+            default_budget=args.budget,
+            max_iter=args.max_iter,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    with _open(args.store) as rag:
+        app = create_app(rag, settings)
+        auth = f"{len(settings.api_keys)} API key(s)" if settings.auth_enabled else "no API keys"
+        print(f"serving {args.store} on http://{args.host}:{args.port}/v1 ({auth})", file=sys.stderr)
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            # uvicorn's access log is one line a request, without headers: keys are never logged
+            log_level="debug" if args.debug else ("warning" if args.quiet else "info"),
+            access_log=not args.no_access_log,
+        )
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     # The command line is the top of the stack, so it may reach the harness; the library never does.
     from eval.__main__ import main as eval_main
@@ -308,6 +386,7 @@ _COMMANDS = {
     "stats": _cmd_stats,
     "delete": _cmd_delete,
     "demo": _cmd_demo,
+    "serve": _cmd_serve,
     "eval": _cmd_eval,
 }
 

@@ -38,6 +38,8 @@ class Config:
     embedder: str = "minilm"
     extractor: str = "rules"
     vector_index: str = "faiss-flat"  # the registry name of the vector index behind every kind
+    llm: str = "extractive"  # the LLM spec ``ask`` uses (see tgrag.llm); extractive needs no model
+    max_iter: int = 4  # retrieval rounds of the Auto-RAG loop
     ingest: IngestConfig = field(default_factory=IngestConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     lock_timeout_s: float = 30.0  # how long a writer waits for another process's write lock

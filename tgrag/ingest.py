@@ -21,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from .chunking import chunk_document
+from .extract.base import extract_batch
 from .extract.mentions import find_mentions
 from .hierarchy import attach_nodes, with_ancestors
 from .model import Chunk, Document, EntityMention, EntityType, Extraction, FactDraft, TimeInterval, utcnow
@@ -203,10 +204,10 @@ def _ingest_times(docs: list[Document], ingested_at: IngestTime) -> list[datetim
 
 
 def _ingest_batch(ws: Workspace, docs: list[Document], ingested_at: list[datetime]) -> IngestReport:
-    prepared = []
-    for doc in docs:
-        chunks = chunk_document(doc, ws.config.ingest.chunk_words)
-        prepared.append(_Prepared(doc, chunks, ws.extractor.extract(doc, chunks)))
+    chunked = [(doc, chunk_document(doc, ws.config.ingest.chunk_words)) for doc in docs]
+    # The whole batch in one call: an LLM extractor then sends all its chunks to the model at once.
+    extractions = extract_batch(ws.extractor, chunked)
+    prepared = [_Prepared(doc, chunks, ext) for (doc, chunks), ext in zip(chunked, extractions, strict=True)]
     vectors = _embed_fact_texts(ws, prepared)
     try:
         with ws.store.transaction():

@@ -15,12 +15,14 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from .agent import AgentResult, AutoRAG
 from .answer import ExtractiveAnswerer
 from .config import Config
 from .embed import Embedder, create_embedder
 from .errors import StoreCorruptedError, StoreError, StoreLockedError, TGRAGError
 from .extract import Extractor, create_extractor
 from .ingest import IngestReport, IngestTime, InvalidRecord, ingest
+from .llm.base import LLM, create_llm
 from .model import Answer, Document, Fact, RetrievalResult
 from .retrieve import TemporalRetriever
 from .store.base import STORES, DeleteOutcome, DocumentRecord, GraphStore
@@ -33,10 +35,12 @@ log = logging.getLogger(__name__)
 class TemporalRAG:
     """A temporal knowledge graph in a folder: SQLite plus derived indexes, no server needed."""
 
-    def __init__(self, ws: Workspace) -> None:
+    def __init__(self, ws: Workspace, llm: str | LLM | None = None) -> None:
         self._ws = ws
         self._retriever = TemporalRetriever(ws)
         self._answerer = ExtractiveAnswerer(ws.embedder)
+        self._llm_spec: str | LLM = llm if llm is not None else ws.config.llm
+        self._llm: LLM | None = None
 
     @classmethod
     def open(
@@ -47,8 +51,13 @@ class TemporalRAG:
         embedder: str | Embedder | None = None,
         extractor: str | Extractor | None = None,
         store: str = "sqlite",
+        llm: str | LLM | None = None,
     ) -> TemporalRAG:
-        """Open (creating if needed) the store at ``path``. Models are chosen by spec or object."""
+        """Open (creating if needed) the store at ``path``. Models are chosen by spec or object.
+
+        ``llm`` is what ``ask`` reasons with (default ``config.llm``, the no-model ``extractive``);
+        it is created on first use, so opening a store never starts a model.
+        """
         config = config or Config()
         path = Path(path)
         graph_store = STORES.create(store, path=path)
@@ -62,7 +71,7 @@ class TemporalRAG:
         except BaseException:
             graph_store.close()
             raise
-        return cls(ws)
+        return cls(ws, llm)
 
     # ---- writing ------------------------------------------------------------------------------
     def ingest(
@@ -128,6 +137,37 @@ class TemporalRAG:
         """An extractive answer with citations (the offline default), or an abstention with its reason."""
         return self._answerer.answer(self.retrieve(question, as_of=as_of, budget=budget, now=now))
 
+    def ask(
+        self,
+        question: str,
+        as_of: datetime | date | None = None,
+        budget: int | None = None,
+        now: date | None = None,
+        *,
+        llm: str | LLM | None = None,
+        max_iter: int | None = None,
+        on_delta: Callable[[str], None] | None = None,
+    ) -> AgentResult:
+        """Answer through the Auto-RAG loop: plan, retrieve, refine, answer (``tgrag.agent``).
+
+        Returns the answer with citations and the loop's trace. ``on_delta`` receives the final
+        answer's text piece by piece as it is written (for streaming).
+        """
+        agent = AutoRAG(
+            self,
+            self._model(llm),
+            max_iter=max_iter or self._ws.config.max_iter,
+            answerer=self._answerer,
+        )
+        return agent.run(question, as_of=as_of, budget=budget, now=now, on_delta=on_delta)
+
+    def _model(self, llm: str | LLM | None) -> LLM:
+        if llm is not None:
+            return create_llm(llm)
+        if self._llm is None:
+            self._llm = create_llm(self._llm_spec)
+        return self._llm
+
     def facts(self, ids: list[int]) -> list[Fact]:
         return self._ws.store.facts(ids)
 
@@ -142,7 +182,15 @@ class TemporalRAG:
         return self._ws
 
     def close(self) -> None:
-        self._ws.store.close()
+        try:
+            if self._llm is not None:
+                self._llm.close()
+            # An extractor may hold a model or a cache file (the llm one); close() is optional for it.
+            close_extractor = getattr(self._ws.extractor, "close", None)
+            if callable(close_extractor):
+                close_extractor()
+        finally:
+            self._ws.store.close()  # even if a model fails to shut down, the store is left closed
 
     def __enter__(self) -> TemporalRAG:
         return self
