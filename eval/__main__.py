@@ -16,7 +16,7 @@ import os
 import platform
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -30,13 +30,20 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run systems over a dataset and write a report")
     _dataset_args(run)
-    run.add_argument("--systems", default="tgrag,dense,bm25", help="comma-separated: tgrag, tgrag-agent[:LLM], dense, bm25")
+    run.add_argument(
+        "--systems", default="tgrag,dense,bm25", help="comma-separated: tgrag, tgrag-agent[:LLM], dense, bm25"
+    )
     run.add_argument("--protocol", default="static", choices=protocols.PROTOCOLS)
     run.add_argument(
         "--budget", type=int, default=512, help="evidence tokens per question, the same for every system"
     )
     run.add_argument(
         "--no-rebuild", action="store_true", help="incremental: skip the rebuild-from-scratch comparison"
+    )
+    run.add_argument(
+        "--judge",
+        metavar="LLM",
+        help="also score answers with an LLM judge (llm_judge): an LLM spec, e.g. openai:URL#model",
     )
     run.add_argument("--out", type=Path, required=True)
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -112,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.budget,
         rebuild=not args.no_rebuild,
         quiet=args.quiet,
+        judge=llm_judge(args.judge) if args.judge else None,
     )
     results["command"] = "python -m eval " + shlex.join(argv)
     path = report.write(results, args.out)
@@ -127,8 +135,23 @@ def _world_config(scale: str, seed: int) -> Any:
     return replace(world.SCALES[scale], seed=seed)
 
 
+def llm_judge(spec: str) -> Callable[[str], str]:
+    """A judge (prompt -> reply) over any LLM backend; greedy and short, the reply is one word."""
+    from tgrag.llm import GenerationParams, Message, chat_one, create_llm
+
+    llm = create_llm(spec)
+    params = GenerationParams(max_tokens=8, temperature=0.0)
+    return lambda prompt: chat_one(llm, [Message("user", prompt)], params).text
+
+
 def run(
-    dataset: Any, systems: list[str], protocol: str, budget: int, rebuild: bool = True, quiet: bool = False
+    dataset: Any,
+    systems: list[str],
+    protocol: str,
+    budget: int,
+    rebuild: bool = True,
+    quiet: bool = False,
+    judge: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
     """Every system under one protocol over one dataset; the dict ``report.write`` turns into files."""
     from tqdm import tqdm
@@ -164,13 +187,18 @@ def run(
         with tqdm(total=asked, desc=name, unit=" questions", disable=quiet, file=sys.stderr) as bar:
             if protocol == "incremental":
                 results["systems"][name] = protocols.incremental(
-                    partial(SYSTEMS.create, name), dataset, budget, rebuild=rebuild, progress=bar.update
+                    partial(SYSTEMS.create, name),
+                    dataset,
+                    budget,
+                    judge=judge,
+                    rebuild=rebuild,
+                    progress=bar.update,
                 )
             else:
                 system = SYSTEMS.create(name)
                 try:
                     fn = protocols.static if protocol == "static" else protocols.as_of
-                    results["systems"][name] = fn(system, dataset, budget, progress=bar.update)
+                    results["systems"][name] = fn(system, dataset, budget, judge=judge, progress=bar.update)
                 finally:
                     system.close()
     return results

@@ -320,3 +320,43 @@ def test_command_line_run_world_and_export(tmp_path: Path, capsys: pytest.Captur
     assert len(exported) == data["dataset"]["questions"] and any(q.evidence for q in exported)
     with pytest.raises(SystemExit):
         main(["run", "--dataset", "ectqa", "--out", str(tmp_path / "x")])  # --data is required
+
+
+def test_llm_judge_through_any_llm_backend_and_the_agent_system(tmp_path: Path) -> None:
+    """``--judge SPEC`` scores answers with an LLM from the registry; ``tgrag-agent`` runs ``ask``."""
+    from eval.__main__ import main
+    from tgrag.llm import LLMS, Generation, Usage
+
+    prompts: list[str] = []
+
+    class ExactJudge:
+        """Says yes exactly when the predicted answer is one of the gold answers."""
+
+        name = "exact-judge"
+        generative = True
+
+        def chat(self, conversations, params=None):  # type: ignore[no-untyped-def]
+            out = []
+            for conv in conversations:
+                prompt = conv[-1].content
+                prompts.append(prompt)
+                golds = prompt.split("Correct answers (any one is enough): ")[1].split("\n")[0].split(" | ")
+                predicted = prompt.split("Predicted answer: ")[1].split("\n")[0]
+                out.append(Generation("yes" if predicted in golds else "no", Usage(), "stop", self.name))
+            return out
+
+    if "exact-judge" not in LLMS.names():
+        LLMS.register("exact-judge")(lambda arg, **kw: ExactJudge())
+    assert main(["world", "--scale", "tiny", "--seed", "3", "--out", str(tmp_path / "w")]) == 0
+    out = tmp_path / "run"
+    argv = ["run", "--dataset", "world", "--data", str(tmp_path / "w"), "--systems", "tgrag,tgrag-agent"]
+    assert main([*argv, "--budget", "256", "--judge", "exact-judge", "--out", str(out), "-q"]) == 0
+    data = json.loads((out / "results.json").read_text())
+    answerable = sum(
+        1 for line in (out / "outcomes.jsonl").read_text().splitlines() if json.loads(line)["answerable"]
+    )
+    assert len(prompts) == answerable  # one judgement per answerable question, both systems
+    for name in ("tgrag", "tgrag-agent"):
+        overall = data["systems"][name]["overall"]
+        assert 0.0 <= overall["llm_judge"] <= 1.0
+        assert overall["llm_judge"] == pytest.approx(overall["answer_em"], abs=0.35)

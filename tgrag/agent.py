@@ -255,9 +255,9 @@ DECISION_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         # Bounded so that a model constrained to the schema always closes the object.
-        "thought": {"type": "string", "maxLength": 400},
+        "thought": {"type": "string", "maxLength": 240},
         "action": {"type": "string", "enum": ["query", "answer"]},
-        "query": {"type": "string", "maxLength": 300},
+        "query": {"type": "string", "maxLength": 200},
     },
     "required": ["thought", "action", "query"],
     "additionalProperties": False,
@@ -283,7 +283,8 @@ def planning_messages(state: AgentState, max_passages: int = 12) -> list[Message
 class LLMPlanner:
     """Asks a generative model for each decision; falls back to the rule planner on bad output."""
 
-    def __init__(self, llm: LLM, retries: int = 1, max_tokens: int = 128) -> None:
+    # 512 tokens: room for the bounded schema even at one character a token.
+    def __init__(self, llm: LLM, retries: int = 1, max_tokens: int = 512) -> None:
         self.llm = llm
         self.retries = retries
         self.params = GenerationParams(max_tokens=max_tokens, temperature=0.0, json_schema=DECISION_SCHEMA)
