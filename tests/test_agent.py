@@ -6,13 +6,14 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime
+from pathlib import Path
 
 import pytest
 
-from tgrag.agent import AutoRAG, sub_queries
+from tgrag.agent import AutoRAG, ResultCache, RulePlanner, sub_queries
 from tgrag.errors import InputError
 from tgrag.llm import Generation, GenerationParams, Message, Usage
-from tgrag.model import RetrievalResult
+from tgrag.model import Document, RetrievalResult, TimeInterval
 from tgrag.sdk import TemporalRAG
 
 from .world import World
@@ -42,7 +43,9 @@ class ScriptedLLM:
             out.append(Generation(self.replies.pop(0), Usage(10, 5), "stop", self.name))
         return out
 
-    def stream_chat(self, messages: Sequence[Message], params: GenerationParams | None = None) -> Iterator[str]:
+    def stream_chat(
+        self, messages: Sequence[Message], params: GenerationParams | None = None
+    ) -> Iterator[str]:
         text = self.chat([messages], params)[0].text
         for i in range(0, len(text), 4):
             yield text[i : i + 4]
@@ -68,7 +71,10 @@ def _decision(action: str, query: str = "", thought: str = "") -> str:
         ),
         (
             "How did Crocs revenue change from Q1 2024 to Q3 2024?",
-            [("Q1 2024", "What was Crocs revenue in Q1 2024?"), ("Q3 2024", "What was Crocs revenue in Q3 2024?")],
+            [
+                ("Q1 2024", "What was Crocs revenue in Q1 2024?"),
+                ("Q3 2024", "What was Crocs revenue in Q3 2024?"),
+            ],
         ),
         (
             "What was revenue in Q2 and Q3 2024?",
@@ -92,17 +98,25 @@ def test_sub_queries(question: str, expected: list[tuple[str, str]]) -> None:
 
 
 # ---- the default loop (no LLM) -------------------------------------------------------------------
-def test_single_question_is_one_retrieval_and_the_extractive_answer(world: World, world_store: TemporalRAG) -> None:
+def test_single_question_is_one_retrieval_and_the_extractive_answer(
+    world: World, world_store: TemporalRAG
+) -> None:
     q = "What was Asteria Labs's revenue in Q2 2024?"
     result = world_store.ask(q)
     assert result.trace.iterations == 1
     assert result.trace.finish_reason == "answer"
     assert [s.action for s in result.trace.steps] == ["query", "answer"]
-    assert result.answer.text == world_store.answer(q).text == f"${world.revenue[('Asteria Labs', 2024, 2)]} million"
+    assert (
+        result.answer.text
+        == world_store.answer(q).text
+        == f"${world.revenue[('Asteria Labs', 2024, 2)]} million"
+    )
     assert result.answer.citations and result.answer.citations[0].time == "2024-Q2"
 
 
-def test_multi_company_question_iterates_and_answers_each_part(world: World, world_store: TemporalRAG) -> None:
+def test_multi_company_question_iterates_and_answers_each_part(
+    world: World, world_store: TemporalRAG
+) -> None:
     q = "What was the revenue of Asteria Labs and Borealis Shipping in Q2 2024?"
     deltas: list[str] = []
     result = world_store.ask(q, on_delta=deltas.append)
@@ -130,7 +144,9 @@ def test_period_comparison_looks_up_each_period(world: World, world_store: Tempo
 
 
 def test_max_iter_stops_the_loop(world_store: TemporalRAG) -> None:
-    result = world_store.ask("What was the revenue of Asteria Labs and Borealis Shipping in Q2 2024?", max_iter=2)
+    result = world_store.ask(
+        "What was the revenue of Asteria Labs and Borealis Shipping in Q2 2024?", max_iter=2
+    )
     assert result.trace.iterations == 2
     assert result.trace.finish_reason == "max_iter"
     assert not result.answer.abstained
@@ -162,7 +178,9 @@ def test_retriever_hook_sees_every_query(world_store: TemporalRAG) -> None:
             seen.append(question)
             return world_store.retrieve(question, as_of=as_of, budget=budget, now=now)
 
-    result = AutoRAG(Recording()).run("What was the revenue of Asteria Labs and Borealis Shipping in Q1 2024?")
+    result = AutoRAG(Recording()).run(
+        "What was the revenue of Asteria Labs and Borealis Shipping in Q1 2024?"
+    )
     assert seen == result.trace.queries and len(seen) == 3
 
 
@@ -176,9 +194,14 @@ def test_llm_plans_refines_and_writes_with_citations(world: World, world_store: 
         ]
     )
     deltas: list[str] = []
-    result = world_store.ask("What was Borealis Shipping's revenue in Q3 2024?", llm=llm, on_delta=deltas.append)
+    result = world_store.ask(
+        "What was Borealis Shipping's revenue in Q3 2024?", llm=llm, on_delta=deltas.append
+    )
     trace = result.trace
-    assert trace.queries == ["What was Borealis Shipping's revenue in Q3 2024?", "Borealis Shipping revenue Q3 2024"]
+    assert trace.queries == [
+        "What was Borealis Shipping's revenue in Q3 2024?",
+        "Borealis Shipping revenue Q3 2024",
+    ]
     assert [s.action for s in trace.steps] == ["query", "refine", "answer"]
     assert trace.steps[1].thought == "need the other company"
     assert trace.finish_reason == "answer"
@@ -212,3 +235,108 @@ def test_repeated_query_ends_the_loop(world_store: TemporalRAG) -> None:
     result = world_store.ask(q, llm=llm, max_iter=5)
     assert result.trace.finish_reason == "no_new_evidence"
     assert result.trace.iterations == 1
+
+
+# ---- speculative retrieval in the loop -----------------------------------------------------------
+QUESTIONS = [
+    "What was the revenue of Asteria Labs and Borealis Shipping in Q2 2024?",
+    "How did Asteria Labs' revenue change from Q1 2024 to Q3 2024?",
+    "What was Asteria Labs's revenue in Q4 2023?",
+    "What was Zephyr Dynamics' revenue in Q1 2024?",
+]
+
+
+def test_speculative_loop_gives_the_plain_loop_s_trace_and_answer(world_store: TemporalRAG) -> None:
+    for question in QUESTIONS:
+        plain = world_store.ask(question)
+        cold = world_store.ask(question, speculative=True)  # nothing to guess from yet
+        warm = world_store.ask(question, speculative=True)  # every retrieval guessed from the cache
+        assert cold.trace == plain.trace and warm.trace == plain.trace
+        assert cold.answer == plain.answer and warm.answer == plain.answer
+
+
+class _Wrong:
+    """A speculator that is always wrong: every guess is the result of another question."""
+
+    def __init__(self, wrong: RetrievalResult) -> None:
+        self.wrong = wrong
+        self.learned = 0
+
+    def guess(self, key: object) -> RetrievalResult:
+        return self.wrong
+
+    def learn(self, key: object, result: RetrievalResult) -> None:
+        self.learned += 1
+
+
+def test_wrong_guesses_are_rolled_back(world_store: TemporalRAG) -> None:
+    wrong = _Wrong(world_store.retrieve("Who was the chief executive officer of Borealis Shipping in 2023?"))
+    question = QUESTIONS[0]
+    plain = AutoRAG(world_store).run(question)
+    agent = AutoRAG(world_store, speculative=wrong)
+    try:
+        rolled = agent.run(question)
+    finally:
+        agent.close()
+    assert rolled.trace == plain.trace
+    assert rolled.answer.text == plain.answer.text
+    assert wrong.learned == plain.trace.iterations  # every retrieval was verified
+
+
+def test_a_changed_store_is_caught_by_verification(tmp_path: Path) -> None:
+    with TemporalRAG.open(tmp_path / "store") as rag:
+        rag.ingest(
+            [
+                Document(
+                    "Acme Corp reported revenue of $4.1 billion.",
+                    period=TimeInterval.quarter(2024, 2),
+                    subject="Acme Corp",
+                )
+            ]
+        )
+        question = "What was Acme Corp's revenue in Q2 2024?"
+        assert rag.ask(question, speculative=True).answer.text == "$4.1 billion"
+        rag.ingest(
+            [
+                Document(
+                    "Acme Corp restated revenue to $3.9 billion.",
+                    period=TimeInterval.quarter(2024, 2),
+                    subject="Acme Corp",
+                )
+            ]
+        )
+        again = rag.ask(question, speculative=True)  # the cached guess is stale
+        assert again.trace == rag.ask(question).trace
+        assert rag._results.misses >= 1
+
+
+def test_verification_overlaps_with_planning(world_store: TemporalRAG) -> None:
+    """With a warm cache, the store's answer arrives while the (slow) planner is working."""
+    import time
+
+    class Slow:
+        def retrieve(self, question: str, as_of=None, budget=None, now=None):  # type: ignore[no-untyped-def]
+            time.sleep(0.15)
+            return world_store.retrieve(question, as_of=as_of, budget=budget, now=now)
+
+    class SlowPlanner(RulePlanner):
+        def decide(self, state):  # type: ignore[no-untyped-def]
+            time.sleep(0.15)
+            return super().decide(state)
+
+    question = QUESTIONS[0]  # three retrievals, three planning steps
+    cache = ResultCache()
+    warm_up = AutoRAG(Slow(), planner=SlowPlanner(), speculative=cache)
+    warm_up.run(question)
+    warm_up.close()
+    started = time.perf_counter()
+    plain = AutoRAG(Slow(), planner=SlowPlanner()).run(question)
+    plain_s = time.perf_counter() - started
+    agent = AutoRAG(Slow(), planner=SlowPlanner(), speculative=cache)
+    started = time.perf_counter()
+    fast = agent.run(question)
+    fast_s = time.perf_counter() - started
+    agent.close()
+    assert fast.trace == plain.trace
+    assert cache.hits >= 3
+    assert fast_s < 0.8 * plain_s, (fast_s, plain_s)

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal, Protocol
@@ -143,14 +146,10 @@ class RulePlanner:
     (the whole question) has already run when ``decide`` is first called.
     """
 
-    def __init__(self) -> None:
-        self._pending: list[tuple[str, str]] | None = None
-
     def decide(self, state: AgentState) -> Decision:
-        if self._pending is None:
-            self._pending = sub_queries(state.question)
-        while self._pending:
-            part, query = self._pending.pop(0)
+        # Stateless: the next part is the first one not yet queried, so a speculative loop can
+        # roll the state back and ask again.
+        for part, query in sub_queries(state.question):
             if query not in state.queries:
                 return Decision("query", query, f"the part of the question about {part}", part)
         return Decision("answer", thought="every part of the question has been looked up")
@@ -346,6 +345,57 @@ def answer_messages(question: str, passages: Sequence[Evidence]) -> list[Message
 _CITED = re.compile(r"\[(\d{1,3})\]")
 
 
+# ---- speculative retrieval ---------------------------------------------------------------------
+SpeculationKey = tuple[str, "datetime | date | None", "int | None", "date | None"]
+
+
+class RetrievalSpeculator(Protocol):
+    """Guesses a retrieval's result before the store answers (RaLMSpec's idea, for whole queries).
+
+    A guess only has to be right often: every guess is verified against the store and a wrong one
+    is rolled back, so the loop's trace never depends on it.
+    """
+
+    def guess(self, key: SpeculationKey) -> RetrievalResult | None: ...
+
+    def learn(self, key: SpeculationKey, result: RetrievalResult) -> None: ...
+
+
+class ResultCache:
+    """Guesses that a query retrieves what it retrieved last time (bounded, least recently used).
+
+    Agent loops and servers see the same sub-queries again and again; until the store changes,
+    the guess is right and the store's answer arrives while the planner is already working.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._results: OrderedDict[SpeculationKey, RetrievalResult] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0  # guesses the store contradicted
+
+    def guess(self, key: SpeculationKey) -> RetrievalResult | None:
+        with self._lock:
+            result = self._results.get(key)
+            if result is not None:
+                self._results.move_to_end(key)
+            return result
+
+    def learn(self, key: SpeculationKey, result: RetrievalResult) -> None:
+        with self._lock:
+            previous = self._results.get(key)
+            if previous is not None:
+                if previous == result:
+                    self.hits += 1
+                else:
+                    self.misses += 1
+            self._results[key] = result
+            self._results.move_to_end(key)
+            while len(self._results) > self.size:
+                self._results.popitem(last=False)
+
+
 # ---- the loop ----------------------------------------------------------------------------------
 class AutoRAG:
     """``AutoRAG(rag, llm).run(question)``: iterate retrieval until the planner answers.
@@ -364,6 +414,7 @@ class AutoRAG:
         answerer: ExtractiveAnswerer | None = None,
         answer_passages: int = 12,
         answer_max_tokens: int = 256,
+        speculative: bool | RetrievalSpeculator = False,
     ) -> None:
         if max_iter < 1:
             raise InputError(f"max_iter must be at least 1, not {max_iter}")
@@ -374,6 +425,23 @@ class AutoRAG:
         self.answerer = answerer or ExtractiveAnswerer()
         self.answer_passages = answer_passages
         self.answer_params = GenerationParams(max_tokens=answer_max_tokens, temperature=0.0)
+        # Speculative retrieval: a guess from the speculator is read at once and verified by the
+        # store in a worker thread while the planner works; a wrong guess is rolled back, so the
+        # trace is the one the plain loop produces.
+        self.speculator: RetrievalSpeculator | None = (
+            ResultCache() if speculative is True else (speculative or None)
+        )
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _verifier(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tgrag-verify")
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def run(
         self,
@@ -389,6 +457,19 @@ class AutoRAG:
         seen: set[str] = set()
         decision = Decision("query", question, "start from the question itself")
         finish: FinishReason = "max_iter"
+
+        def retrieve(query: str) -> RetrievalResult:
+            return self.retriever.retrieve(query, as_of=as_of, budget=budget, now=now)
+
+        def read(iteration: int, decision: Decision, result: RetrievalResult) -> None:
+            fresh = tuple(ev for ev in result.evidence if _key(ev) not in seen)
+            seen.update(_key(ev) for ev in fresh)
+            action: Literal["query", "refine"] = "refine" if state.queries else "query"
+            steps.append(TraceStep(iteration, action, decision.query, decision.thought, decision.part, fresh))
+            state.queries.append(decision.query)
+            state.results.append(result)
+            state.shown.extend(fresh)
+
         for iteration in range(1, self.max_iter + 1):
             if decision.action == "answer":
                 steps.append(TraceStep(iteration, "answer", "", decision.thought))
@@ -397,16 +478,38 @@ class AutoRAG:
             if decision.query in state.queries:
                 finish = "no_new_evidence"  # the planner repeats itself: nothing more to learn
                 break
-            result = self.retriever.retrieve(decision.query, as_of=as_of, budget=budget, now=now)
-            fresh = tuple(ev for ev in result.evidence if _key(ev) not in seen)
-            seen.update(_key(ev) for ev in fresh)
-            action: Literal["query", "refine"] = "refine" if state.queries else "query"
-            steps.append(TraceStep(iteration, action, decision.query, decision.thought, decision.part, fresh))
-            state.queries.append(decision.query)
-            state.results.append(result)
-            state.shown.extend(fresh)
+            step = decision
+            key = (step.query, as_of, budget, now)
+            guess = self.speculator.guess(key) if self.speculator is not None else None
+            if guess is None:
+                result = retrieve(step.query)
+                if self.speculator is not None:
+                    self.speculator.learn(key, result)
+                read(iteration, step, result)
+                if iteration < self.max_iter:
+                    decision = planner.decide(state)
+                continue
+            # Speculate: read the guess and plan the next step while the store verifies it.
+            mark = (len(steps), len(state.queries), len(state.shown), set(seen))
+            verification = self._verifier().submit(retrieve, step.query)
+            read(iteration, step, guess)
             if iteration < self.max_iter:
                 decision = planner.decide(state)
+            true = verification.result()
+            assert self.speculator is not None
+            self.speculator.learn(key, true)
+            if true != guess:  # roll back to before this step and go on from the true result
+                del (
+                    steps[mark[0] :],
+                    state.queries[mark[1] :],
+                    state.results[mark[1] :],
+                    state.shown[mark[2] :],
+                )
+                seen.clear()
+                seen.update(mark[3])
+                read(iteration, step, true)
+                if iteration < self.max_iter:
+                    decision = planner.decide(state)
         if not state.shown:
             first = state.results[0] if state.results else None
             reason = first.reason if first is not None and first.reason else "no evidence in the store"

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from .agent import AgentResult, AutoRAG
+from .agent import AgentResult, AutoRAG, ResultCache
 from .answer import ExtractiveAnswerer
 from .config import Config
 from .embed import Embedder, create_embedder
@@ -41,6 +41,7 @@ class TemporalRAG:
         self._answerer = ExtractiveAnswerer(ws.embedder)
         self._llm_spec: str | LLM = llm if llm is not None else ws.config.llm
         self._llm: LLM | None = None
+        self._results = ResultCache()  # retrieval results the speculative loop guesses from
 
     @classmethod
     def open(
@@ -147,19 +148,26 @@ class TemporalRAG:
         llm: str | LLM | None = None,
         max_iter: int | None = None,
         on_delta: Callable[[str], None] | None = None,
+        speculative: bool = False,
     ) -> AgentResult:
         """Answer through the Auto-RAG loop: plan, retrieve, refine, answer (``tgrag.agent``).
 
         Returns the answer with citations and the loop's trace. ``on_delta`` receives the final
-        answer's text piece by piece as it is written (for streaming).
+        answer's text piece by piece as it is written (for streaming). ``speculative`` reads each
+        retrieval's last known result at once and verifies it while the planner works (rolled
+        back when the store disagrees: the trace is the same either way).
         """
         agent = AutoRAG(
             self,
             self._model(llm),
             max_iter=max_iter or self._ws.config.max_iter,
             answerer=self._answerer,
+            speculative=self._results if speculative else False,
         )
-        return agent.run(question, as_of=as_of, budget=budget, now=now, on_delta=on_delta)
+        try:
+            return agent.run(question, as_of=as_of, budget=budget, now=now, on_delta=on_delta)
+        finally:
+            agent.close()
 
     def _model(self, llm: str | LLM | None) -> LLM:
         if llm is not None:
