@@ -43,8 +43,11 @@ def build_passages(count: int) -> list[str]:
     return out
 
 
-def load(cache: Path, count: int) -> tuple[list[str], np.ndarray]:
-    """(passages, float32 normalised vectors), building what the cache lacks."""
+def load(cache: Path, count: int, limit: int | None = None) -> tuple[list[str], np.ndarray]:
+    """(passages, float32 normalised vectors), building what the cache lacks.
+
+    ``limit``: only the first ``limit`` passages (their blocks alone are embedded if missing).
+    """
     from tgrag.embed import create_embedder
 
     cache.mkdir(parents=True, exist_ok=True)
@@ -59,6 +62,8 @@ def load(cache: Path, count: int) -> tuple[list[str], np.ndarray]:
             old.unlink()
         print(f"{len(passages):,} passages in {time.perf_counter() - started:.1f} s", flush=True)
     passages = text_path.read_text().splitlines()
+    if limit is not None:
+        passages = passages[:limit]
     embedder = None
     blocks = []
     for start in range(0, len(passages), BLOCK):
