@@ -1,1 +1,51 @@
-"""Speculative retrieval (RaLMSpec) and suffix-tree speculative decoding: see issues 5 and 6."""
+"""Speculation for retrieval-augmented generation; works on small protocols, never imports ``tgrag``.
+
+Speculative retrieval (RaLMSpec, arXiv 2401.14021), issue 5:
+
+* ``base``: ``Hit`` and the ``Retriever`` protocol (batched ``search``, ``rank_within`` candidate
+  ids, ``text``), with ``top_hits`` (best first, ties by smaller id).
+* ``retrievers``: ``DenseRetriever`` (faiss flat or HNSW, exact rescoring), ``BM25Retriever``
+  (scipy sparse) and ``make_retriever(kind, texts, ...)`` over one registry.
+* ``scheduler``: the stride schedulers, ``OS3Scheduler`` (cost model in its docstrings) and
+  ``FixedStride``, behind the ``Scheduler`` protocol.
+* ``ralmspec``: ``SpeculativeRetriever``, a per-request cache of retrieved ids that answers
+  queries by speculation and verifies them in batches; ``retrieve_top1`` / ``verify_pending``
+  for loops that issue whole queries.
+* ``generator``: the ``TokenGenerator`` protocol and ``HFGenerator`` (transformers, greedy).
+* ``ralm``: iterative RaLM serving, ``baseline`` and ``speculative`` (sync or with the
+  verification overlapped on a worker thread), with identical outputs under greedy decoding.
+
+Suffix-tree speculative decoding (issue 6) lives in its own modules beside these.
+"""
+
+from .base import Hit, Retriever, top_hits
+from .generator import HFGenerator, TokenGenerator
+from .ralm import RalmConfig, RalmResult, baseline, speculative
+from .ralmspec import Guess, Pending, SpeculativeRetriever, Verdict
+from .retrievers import BM25Retriever, DenseRetriever, make_retriever, retriever_kinds, tokenize
+from .scheduler import Estimates, FixedStride, OS3Scheduler, Scheduler
+
+__all__ = [
+    "BM25Retriever",
+    "DenseRetriever",
+    "Estimates",
+    "FixedStride",
+    "Guess",
+    "HFGenerator",
+    "Hit",
+    "OS3Scheduler",
+    "Pending",
+    "RalmConfig",
+    "RalmResult",
+    "Retriever",
+    "Scheduler",
+    "SpeculativeRetriever",
+    "TokenGenerator",
+    "Verdict",
+    "baseline",
+    "make_retriever",
+    "retriever_kinds",
+    "speculative",
+    "tokenize",
+    "top_hits",
+]

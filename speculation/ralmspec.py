@@ -1,0 +1,174 @@
+"""RaLMSpec's speculative retrieval (arXiv 2401.14021): guess from a local cache, verify in batches.
+
+Iterative retrieval-augmented generation retrieves again every few tokens, and consecutive
+queries tend to want the same documents. ``SpeculativeRetriever`` keeps, per request, a cache of
+the ids that real retrievals returned (the top ``prefetch`` of each, so near misses are at
+hand), answers a query from the cache (``speculate``: the retriever's own scoring restricted to
+the cached ids) and later checks several speculations with one batched real search (``verify``).
+Whoever generates with a speculated document must be ready to roll back to the first step whose
+speculation the verification rejects; with that, outputs equal those of always retrieving.
+
+Two ways to use it:
+
+* a loop that owns the rollback (``speculation.ralm.speculative``) calls ``guess`` and ``verify``
+  and asks the scheduler for the stride;
+* an agent that issues whole queries calls ``retrieve_top1(query)`` for each (a speculation,
+  remembered as pending), checks ``should_verify()`` after each step, and calls
+  ``verify_pending()``: the ``Verdict`` says the first pending query whose document was wrong and
+  the true documents, so the agent redoes that step with ``verdict.truths[i]`` and drops every
+  later one. ``reset()`` starts a new request.
+
+The cache is guarded by a lock, so ``verify`` may run on another thread while ``speculate`` runs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .base import Hit, Retriever
+from .scheduler import OS3Scheduler, Scheduler
+
+__all__ = ["Guess", "OS3Scheduler", "Pending", "SpeculativeRetriever", "Verdict"]
+
+
+@dataclass(frozen=True)
+class Guess:
+    """A speculated top-1; ``exact`` when it came from a real retrieval (nothing was cached)."""
+
+    hit: Hit
+    exact: bool
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A query answered by speculation and not yet verified."""
+
+    query: str
+    guess: Guess
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of verifying pending queries, in the order they were issued."""
+
+    queries: tuple[str, ...]
+    guesses: tuple[Hit, ...]
+    truths: tuple[Hit, ...]
+    first_mismatch: int | None  # index of the first wrong guess; None when all were right
+
+    @property
+    def accepted(self) -> int:
+        """How many leading guesses were right (all of them when there was no mismatch)."""
+        return len(self.guesses) if self.first_mismatch is None else self.first_mismatch
+
+
+class SpeculativeRetriever:
+    """Speculative top-1 retrieval over ``retriever`` with a per-request cache of document ids."""
+
+    def __init__(self, retriever: Retriever, prefetch: int = 20, scheduler: Scheduler | None = None) -> None:
+        if prefetch < 1:
+            raise ValueError("prefetch must be at least 1")
+        # An approximate index may rank a query's top-1 differently for a larger k (HNSW beyond
+        # its beam width); verification asks for ``prefetch`` hits, the baseline for one.
+        stable = getattr(retriever, "top1_stable_k", None)
+        if stable is not None and prefetch > stable:
+            raise ValueError(f"prefetch {prefetch} exceeds {retriever.name}'s top1_stable_k {stable}")
+        self.retriever = retriever
+        self.prefetch = prefetch
+        self.scheduler: Scheduler = scheduler if scheduler is not None else OS3Scheduler()
+        self._cache: set[int] = set()
+        self._lock = threading.Lock()
+        self._pending: list[Pending] = []
+        self._last_step: float | None = None
+
+    def reset(self) -> None:
+        """Start a new request: empty the cache and forget pending queries (scheduler stats stay)."""
+        with self._lock:
+            self._cache.clear()
+        self._pending.clear()
+        self._last_step = None
+
+    @property
+    def cache_ids(self) -> tuple[int, ...]:
+        with self._lock:
+            return tuple(sorted(self._cache))
+
+    def guess(self, query: str) -> Guess:
+        """The best cached document for ``query``; a real retrieval when the cache is empty."""
+        ids = self.cache_ids
+        if not ids:
+            hits = self._search([query])
+            return Guess(hits[0], exact=True)
+        ranked = self.retriever.rank_within([query], ids)[0]
+        return Guess(ranked[0], exact=False)
+
+    def speculate(self, query: str) -> Hit:
+        """``guess(query).hit``."""
+        return self.guess(query).hit
+
+    def verify(self, queries: Sequence[str]) -> list[Hit]:
+        """The true top-1 of each query, from one batched real search (which also fills the cache)."""
+        if not queries:
+            return []
+        start = time.perf_counter()
+        hits = self._search(queries)
+        self.scheduler.record_verification(time.perf_counter() - start, len(queries))
+        return hits
+
+    # Agent-style use: whole queries, verified when the scheduler says so.
+
+    def retrieve_top1(self, query: str) -> Hit:
+        """A speculated top-1 for ``query``, remembered as pending until ``verify_pending``.
+
+        The time since the previous call (the caller's work on the last document) is recorded
+        as one speculative step for the scheduler.
+        """
+        now = time.perf_counter()
+        if self._last_step is not None:
+            self.scheduler.record_step(now - self._last_step)
+        self._last_step = now
+        guess = self.guess(query)
+        self._pending.append(Pending(query, guess))
+        return guess.hit
+
+    @property
+    def pending(self) -> tuple[Pending, ...]:
+        return tuple(self._pending)
+
+    def should_verify(self, asynchronous: bool = False) -> bool:
+        """Whether as many queries are pending as the scheduler's stride."""
+        return len(self._pending) >= self.scheduler.stride(asynchronous)
+
+    def verify_pending(self) -> Verdict:
+        """Verify every pending query in one batch, clear them and report the first mismatch.
+
+        Guesses that came from a real retrieval are taken as they are. The caller must discard
+        whatever it derived from the mismatching query and every later one.
+        """
+        pending, self._pending = self._pending, []
+        self._last_step = None
+        judged = [i for i, p in enumerate(pending) if not p.guess.exact]
+        truths = [p.guess.hit for p in pending]
+        for i, hit in zip(judged, self.verify([pending[i].query for i in judged]), strict=True):
+            truths[i] = hit
+        mismatch = next((i for i, p in enumerate(pending) if p.guess.hit.id != truths[i].id), None)
+        right = sum(1 for i in judged if mismatch is None or i < mismatch)
+        self.scheduler.record_outcome(right, right + (mismatch is not None))
+        return Verdict(
+            queries=tuple(p.query for p in pending),
+            guesses=tuple(p.guess.hit for p in pending),
+            truths=tuple(truths),
+            first_mismatch=mismatch,
+        )
+
+    def _search(self, queries: Sequence[str]) -> list[Hit]:
+        results = self.retriever.search(queries, self.prefetch)
+        if any(not hits for hits in results):
+            raise LookupError(f"{self.retriever.name} returned no document for a query")
+        with self._lock:
+            for hits in results:
+                self._cache.update(h.id for h in hits)
+        return [hits[0] for hits in results]

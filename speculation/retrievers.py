@@ -1,0 +1,345 @@
+"""Concrete retrievers: dense inner product on faiss (flat or HNSW) and BM25 on scipy sparse.
+
+Both keep ``search`` and ``rank_within`` on one scoring function, so that a speculation ranked
+over a request's cache agrees with the real retrieval whenever the true top-1 is in the cache.
+Both are also batch-invariant: a query's hits do not depend on the other queries of its batch,
+which is what lets one batched verification stand in for many single-query baseline calls.
+
+``make_retriever(kind, texts, ...)`` builds one by name from a registry ("flat", "hnsw", "bm25").
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+from .base import Hit, Retriever, top_hits
+
+Encoder = Callable[[list[str]], np.ndarray]
+
+
+def _flat_index(d: int, hnsw_m: int, ef_search: int) -> Any:
+    import faiss
+
+    return faiss.IndexFlatIP(d)
+
+
+def _hnsw_index(d: int, hnsw_m: int, ef_search: int) -> Any:
+    import faiss
+
+    index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efSearch = ef_search
+    return index
+
+
+_INDEXES: dict[str, Callable[[int, int, int], Any]] = {"flat": _flat_index, "hnsw": _hnsw_index}
+
+
+class DenseRetriever:
+    """Inner-product search over ``vectors`` (one normalised float32 row per document).
+
+    faiss (or, for batches, a matrix product) proposes candidates; their scores are then
+    recomputed exactly (float64, one fixed summation order per row), and ``rank_within`` uses the
+    same exact scores. float32 scores differ in the last bits between single-query and batched
+    code paths, which could otherwise flip a near-tie between the baseline and a verification.
+
+    For HNSW the ground truth is what HNSW itself returns: the best exactly rescored candidate of
+    its beam, which is ``max(k, ef_search)`` wide. faiss's beam search visits the same nodes for
+    every ``k <= ef_search``, so up to there the top-1 does not depend on ``k``
+    (``top1_stable_k``; ``SpeculativeRetriever`` refuses a larger ``prefetch``). A cached
+    document that HNSW misses can outrank HNSW's answer inside ``rank_within``; that costs a
+    rollback, never a wrong output.
+
+    Queries are encoded one at a time unless ``encode_batched``: a neural encoder's embedding of
+    a padded batch can differ in the last bits from its single-query embedding. Encoded queries
+    are kept in a small cache (``query_cache`` entries), so a verified query is not re-encoded.
+    ``threads`` sets faiss's OpenMP threads, at construction and in every thread that calls
+    ``search`` (OpenMP keeps the setting per thread, and a fresh worker thread would use all
+    cores).
+
+    A flat batch of at least ``blas_batch`` queries is scored with one matrix product (numpy's
+    BLAS, in blocks of ``block_rows`` documents) instead of faiss: faiss's flat scan costs the
+    same per query for the few queries of a verification, while the matrix product makes a
+    batch of 8 cost about as much as 2 single queries. Candidates are the top
+    ``k + rescore_pad`` by (score, then smaller id) and are rescored exactly, so the hits equal
+    the single-query path's. numpy's BLAS has its own thread pool (``OPENBLAS_NUM_THREADS``).
+    ``blas_batch=None`` always uses faiss.
+    """
+
+    def __init__(
+        self,
+        vectors: np.ndarray,
+        encode: Encoder,
+        kind: str = "flat",
+        hnsw_m: int = 32,
+        ef_search: int = 64,
+        *,
+        texts: Sequence[str],
+        threads: int | None = None,
+        rescore_pad: int = 16,
+        encode_batched: bool = False,
+        query_cache: int = 1024,
+        blas_batch: int | None = 2,
+        block_rows: int = 65536,
+    ) -> None:
+        if kind not in _INDEXES:
+            raise ValueError(f"dense kind must be one of {sorted(_INDEXES)}, got {kind!r}")
+        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vecs.ndim != 2:
+            raise ValueError(f"vectors must be 2-D (n, d), got shape {vecs.shape}")
+        if len(texts) != len(vecs):
+            raise ValueError(f"{len(texts)} texts for {len(vecs)} vectors")
+        import faiss
+
+        self._faiss = faiss
+        self._threads = threads
+        if threads is not None:
+            faiss.omp_set_num_threads(threads)
+        self.name = f"dense-{kind}"
+        self.kind = kind
+        self._vectors = vecs
+        self._texts = list(texts)
+        self._encode_fn = encode
+        self._encode_batched = encode_batched
+        # Flat: a margin of candidates for the exact rescoring. HNSW: the whole beam, always.
+        self._pad = 0 if kind == "hnsw" else max(0, rescore_pad)
+        self._floor = ef_search if kind == "hnsw" else 0
+        self.top1_stable_k: int | None = ef_search if kind == "hnsw" else None
+        self._blas_batch = blas_batch if kind == "flat" else None
+        self._block_rows = max(1, block_rows)
+        self._index = _INDEXES[kind](vecs.shape[1], hnsw_m, ef_search)
+        if len(vecs):
+            self._index.add(vecs)
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = query_cache
+        self._lock = threading.Lock()  # the query cache is shared with a verification thread
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        n = len(self._vectors)
+        if not queries:
+            return []
+        if n == 0 or k <= 0:
+            return [[] for _ in queries]
+        q = self._encode(queries)
+        fetch = min(n, max(k + self._pad, self._floor))
+        if self._blas_batch is not None and len(queries) >= self._blas_batch:
+            found = self._blas_candidates(q, fetch)
+        else:
+            if self._threads is not None:
+                # OpenMP's thread count is per calling thread: a verification worker starts at all cores.
+                self._faiss.omp_set_num_threads(self._threads)
+            _, found = self._index.search(q, fetch)
+        out = []
+        for vec, row in zip(q, found, strict=True):
+            cand = row[row >= 0].astype(np.int64)
+            out.append(top_hits(cand, self._exact(vec, cand), k))
+        return out
+
+    def rank_within(self, queries: Sequence[str], ids: Sequence[int]) -> list[list[Hit]]:
+        cand = _checked_ids(ids, len(self._vectors))
+        if not queries:
+            return []
+        q = self._encode(queries)
+        return [top_hits(cand, self._exact(vec, cand), len(cand)) for vec in q]
+
+    def text(self, doc_id: int) -> str:
+        return self._texts[_checked_id(doc_id, len(self._texts))]
+
+    def _blas_candidates(self, q: np.ndarray, fetch: int) -> np.ndarray:
+        """Per query, the ``fetch`` best ids by float32 inner product, ties to the smaller id."""
+        ids = np.empty((len(q), 0), dtype=np.int64)
+        scores = np.empty((len(q), 0), dtype=np.float32)
+        for start in range(0, len(self._vectors), self._block_rows):
+            block = self._vectors[start : start + self._block_rows]
+            ids = np.concatenate(
+                [ids, np.broadcast_to(np.arange(start, start + len(block)), (len(q), len(block)))], 1
+            )
+            scores = np.concatenate([scores, (block @ q.T).T], 1)  # this orientation packs less
+            if ids.shape[1] > fetch:
+                keep = [_best(row_ids, row, fetch) for row_ids, row in zip(ids, scores, strict=True)]
+                ids = np.stack([row_ids[i] for row_ids, i in zip(ids, keep, strict=True)])
+                scores = np.stack([row[i] for row, i in zip(scores, keep, strict=True)])
+        return ids
+
+    def _exact(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        # Exact float32 products in float64, summed per row: the same bits whatever the batch.
+        return (self._vectors[ids].astype(np.float64) * query.astype(np.float64)).sum(axis=1)
+
+    def _encode(self, queries: Sequence[str]) -> np.ndarray:
+        d = self._vectors.shape[1]
+        out = np.empty((len(queries), d), dtype=np.float32)
+        missing: list[int] = []
+        with self._lock:
+            for i, query in enumerate(queries):
+                vec = self._cache.get(query)
+                if vec is None:
+                    missing.append(i)
+                else:
+                    self._cache.move_to_end(query)
+                    out[i] = vec
+        if not missing:
+            return out
+        texts = [queries[i] for i in missing]
+        parts = [self._encode_fn(texts)] if self._encode_batched else [self._encode_fn([t]) for t in texts]
+        fresh = np.concatenate([np.asarray(p, dtype=np.float32).reshape(-1, d) for p in parts])
+        if len(fresh) != len(texts):
+            raise ValueError(f"the encoder returned {len(fresh)} vectors for {len(texts)} queries")
+        with self._lock:
+            for i, text, vec in zip(missing, texts, fresh, strict=True):
+                out[i] = vec
+                self._cache[text] = vec
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return out
+
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercase alphanumeric runs: the only tokenizer BM25 needs here."""
+    return _TOKEN.findall(text.lower())
+
+
+class BM25Retriever:
+    """Okapi BM25 over ``texts`` (idf ``ln(1 + (N - df + .5) / (df + .5))``, always positive).
+
+    Document weights are precomputed into one sparse matrix ``W`` (documents x terms), and a
+    batch of queries is a sparse term-count matrix ``Q``, so scores are ``W @ Q``. Each score is
+    summed over the document's terms in stored order, whichever rows or queries are in the
+    product, so ``rank_within`` (rows of ``W``) and batched ``search`` agree to the bit.
+    """
+
+    def __init__(self, texts: Sequence[str], k1: float = 1.2, b: float = 0.75) -> None:
+        self.name = "bm25"
+        self._texts = list(texts)
+        self._vocab: dict[str, int] = {}
+        rows: list[int] = []
+        cols: list[int] = []
+        counts: list[float] = []
+        for doc, text in enumerate(self._texts):
+            for term, count in Counter(tokenize(text)).items():
+                rows.append(doc)
+                cols.append(self._vocab.setdefault(term, len(self._vocab)))
+                counts.append(count)
+        n, v = len(self._texts), len(self._vocab)
+        tf = sparse.csr_matrix((counts, (rows, cols)), shape=(n, v), dtype=np.float64)
+        lengths = np.asarray(tf.sum(axis=1)).ravel()
+        avg = float(lengths.mean()) if n and lengths.mean() > 0 else 1.0
+        df = np.bincount(np.asarray(cols, dtype=np.int64), minlength=v).astype(np.float64)
+        idf = np.log1p((n - df + 0.5) / (df + 0.5))
+        norm = k1 * (1.0 - b + b * lengths / avg)
+        coo = tf.tocoo()
+        weights = idf[coo.col] * coo.data * (k1 + 1.0) / (coo.data + norm[coo.row])
+        self._w = sparse.csr_matrix((weights, (coo.row, coo.col)), shape=(n, v))
+        self._w.sort_indices()
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        if not queries:
+            return []
+        n = len(self._texts)
+        if n == 0 or k <= 0:
+            return [[] for _ in queries]
+        scores = self._scores(self._w, queries)
+        ids = np.arange(n, dtype=np.int64)
+        return [top_hits(ids, scores[:, j], k) for j in range(len(queries))]
+
+    def rank_within(self, queries: Sequence[str], ids: Sequence[int]) -> list[list[Hit]]:
+        cand = _checked_ids(ids, len(self._texts))
+        if not queries:
+            return []
+        scores = self._scores(self._w[cand], queries)
+        return [top_hits(cand, scores[:, j], len(cand)) for j in range(len(queries))]
+
+    def text(self, doc_id: int) -> str:
+        return self._texts[_checked_id(doc_id, len(self._texts))]
+
+    def _scores(self, w: sparse.csr_matrix, queries: Sequence[str]) -> np.ndarray:
+        rows: list[int] = []
+        cols: list[int] = []
+        counts: list[float] = []
+        for j, query in enumerate(queries):
+            for term, count in Counter(tokenize(query)).items():
+                col = self._vocab.get(term)
+                if col is not None:
+                    rows.append(col)
+                    cols.append(j)
+                    counts.append(count)
+        q = sparse.csr_matrix(
+            (counts, (rows, cols)), shape=(len(self._vocab), len(queries)), dtype=np.float64
+        )
+        return np.asarray((w @ q).toarray(), dtype=np.float64)
+
+
+def _best(ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` best by (score, then smaller id): a deterministic cut through ties."""
+    kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+    above = np.flatnonzero(scores > kth)
+    tied = np.flatnonzero(scores == kth)
+    tied = tied[np.argsort(ids[tied], kind="stable")][: k - len(above)]
+    return np.concatenate([above, tied])
+
+
+def _checked_ids(ids: Sequence[int], n: int) -> np.ndarray:
+    cand = np.unique(np.asarray(ids, dtype=np.int64))
+    if len(cand) and (cand[0] < 0 or cand[-1] >= n):
+        raise IndexError(f"document ids must lie in [0, {n}), got {cand[0]}..{cand[-1]}")
+    return cand
+
+
+def _checked_id(doc_id: int, n: int) -> int:
+    if not 0 <= doc_id < n:
+        raise IndexError(f"document id {doc_id} is not in [0, {n})")
+    return int(doc_id)
+
+
+def _dense(kind: str) -> Callable[..., Retriever]:
+    def build(
+        texts: Sequence[str], *, encode: Encoder, vectors: np.ndarray | None = None, **options: Any
+    ) -> Retriever:
+        vecs = encode(list(texts)) if vectors is None else vectors
+        return DenseRetriever(vecs, encode, kind, texts=texts, **options)
+
+    return build
+
+
+def _bm25(texts: Sequence[str], **options: Any) -> Retriever:
+    return BM25Retriever(texts, **options)
+
+
+_REGISTRY: dict[str, Callable[..., Retriever]] = {
+    "flat": _dense("flat"),
+    "hnsw": _dense("hnsw"),
+    "bm25": _bm25,
+}
+
+
+def retriever_kinds() -> tuple[str, ...]:
+    """The names ``make_retriever`` accepts."""
+    return tuple(_REGISTRY)
+
+
+def make_retriever(kind: str, texts: Sequence[str], **options: Any) -> Retriever:
+    """A retriever over ``texts`` by name.
+
+    "flat" and "hnsw" need ``encode=`` (a batch of strings to normalised float32 rows) and take
+    ``vectors=`` (precomputed document rows) and ``DenseRetriever``'s other options; "bm25"
+    takes ``k1`` and ``b``.
+    """
+    try:
+        build = _REGISTRY[kind]
+    except KeyError:
+        raise ValueError(f"unknown retriever {kind!r}; known: {', '.join(_REGISTRY)}") from None
+    return build(texts, **options)
