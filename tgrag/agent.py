@@ -457,6 +457,7 @@ class AutoRAG:
         seen: set[str] = set()
         decision = Decision("query", question, "start from the question itself")
         finish: FinishReason = "max_iter"
+        speculator = self.speculator
 
         def retrieve(query: str) -> RetrievalResult:
             return self.retriever.retrieve(query, as_of=as_of, budget=budget, now=now)
@@ -480,11 +481,11 @@ class AutoRAG:
                 break
             step = decision
             key = (step.query, as_of, budget, now)
-            guess = self.speculator.guess(key) if self.speculator is not None else None
-            if guess is None:
+            guess = speculator.guess(key) if speculator is not None else None
+            if speculator is None or guess is None:
                 result = retrieve(step.query)
-                if self.speculator is not None:
-                    self.speculator.learn(key, result)
+                if speculator is not None:
+                    speculator.learn(key, result)
                 read(iteration, step, result)
                 if iteration < self.max_iter:
                     decision = planner.decide(state)
@@ -496,8 +497,7 @@ class AutoRAG:
             if iteration < self.max_iter:
                 decision = planner.decide(state)
             true = verification.result()
-            assert self.speculator is not None
-            self.speculator.learn(key, true)
+            speculator.learn(key, true)
             if true != guess:  # roll back to before this step and go on from the true result
                 del (
                     steps[mark[0] :],
