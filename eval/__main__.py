@@ -22,6 +22,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from tgrag.errors import TGRAGError
+
 from . import protocols, report
 
 
@@ -103,7 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{generated.fact_count()} facts -> {args.out}"
         )
         return 0
-    dataset = _load(args)
+    try:  # bad input is one line on stderr, not a traceback
+        dataset = _load(args)
+        if args.command == "run":
+            systems = _systems(args.systems)
+            judge = llm_judge(args.judge) if args.judge else None
+    except (ValueError, OSError, TGRAGError) as exc:
+        raise SystemExit(f"error: {exc}") from None
     if args.command == "export":
         from .datasets import flashrag
 
@@ -114,12 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     results = run(
         dataset,
-        [s.strip() for s in args.systems.split(",") if s.strip()],
+        systems,
         args.protocol,
         args.budget,
         rebuild=not args.no_rebuild,
         quiet=args.quiet,
-        judge=llm_judge(args.judge) if args.judge else None,
+        judge=judge,
     )
     results["command"] = "python -m eval " + shlex.join(argv)
     path = report.write(results, args.out)
@@ -132,7 +140,21 @@ def _world_config(scale: str, seed: int) -> Any:
 
     from .datasets import world
 
+    if scale not in world.SCALES:
+        raise SystemExit(f"error: unknown --scale {scale!r}; known: {', '.join(world.SCALES)}")
     return replace(world.SCALES[scale], seed=seed)
+
+
+def _systems(spec: str) -> list[str]:
+    from .systems import SYSTEMS
+
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    for name in names:
+        if name.partition(":")[0] not in SYSTEMS.names():
+            raise ValueError(f"unknown system {name!r}; known: {', '.join(SYSTEMS.names())}")
+    if not names:
+        raise ValueError("--systems names no system")
+    return names
 
 
 def llm_judge(spec: str) -> Callable[[str], str]:

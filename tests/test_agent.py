@@ -340,3 +340,20 @@ def test_verification_overlaps_with_planning(world_store: TemporalRAG) -> None:
     assert fast.trace == plain.trace
     assert cache.hits >= 3
     assert fast_s < 0.8 * plain_s, (fast_s, plain_s)
+
+
+def test_parse_json_reads_the_reply_s_value_not_an_inner_one() -> None:
+    from tgrag.llm import StructuredOutputError, parse_json
+
+    assert parse_json('Sure:\n```json\n{"action": "answer", "query": ""}\n```') == {
+        "action": "answer",
+        "query": "",
+    }
+    assert parse_json('{"a": 1, "b": "line\nbreak"}') == {"a": 1, "b": "line\nbreak"}  # raw newline accepted
+    # cut short: the inner object must not pass for the answer
+    with pytest.raises(StructuredOutputError, match="unfinished"):
+        parse_json('{"thought": "x", "inner": {"action": "answer"}')
+    # prose with a stray bracket before the JSON: a later value the caller wants is taken
+    assert parse_json('[see below] {"facts": []}', wanted=lambda v: isinstance(v, dict)) == {"facts": []}
+    with pytest.raises(StructuredOutputError, match="no JSON value"):
+        parse_json("no json here")

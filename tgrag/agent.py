@@ -36,6 +36,7 @@ from .llm.base import (
     chat_one,
     create_llm,
     parse_json,
+    word_deltas,
 )
 from .model import Answer, Citation, Evidence, RetrievalResult
 from .timex import find_times
@@ -160,9 +161,11 @@ def sub_queries(question: str) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     group = _coordinated_entities(question)
     if group is not None:
-        lookup = _as_lookup(question)  # "which company had the highest X among A, B": X of A, of B
-        group = _coordinated_entities(lookup) or group
-        question = lookup if _coordinated_entities(lookup) else question
+        # "Which company had the highest X among A and B" asks for X of A, then of B.
+        lookup = _as_lookup(question)
+        lookup_group = _coordinated_entities(lookup) if lookup != question else None
+        if lookup_group is not None:
+            question, group = lookup, lookup_group
         start, end, names = group
         before = re.sub(r"\bamong\s*$", "of ", question[:start], flags=re.IGNORECASE)
         out += [(name, before + name + question[end:]) for name in names]
@@ -558,7 +561,7 @@ class AutoRAG:
             text = "".join(pieces)
         cited = [int(n) - 1 for n in _CITED.findall(text) if 0 < int(n) <= len(passages)]
         used = list(dict.fromkeys(cited)) or list(range(min(3, len(passages))))
-        citations = tuple(_cite(passages[i]) for i in used)
+        citations = tuple(Citation.of(passages[i]) for i in used)
         # Not stripped: the answer's text is exactly what was streamed.
         return Answer(question, text, citations, False, "", _merged(question, state))
 
@@ -574,12 +577,7 @@ def _key(ev: Evidence) -> str:
     return ev.item_id or ev.text
 
 
-def _cite(ev: Evidence) -> Citation:
-    return Citation(ev.text, ev.time.label, ev.source, ev.doc_id, ev.item_id)
-
-
 def _emit(text: str, on_delta: DeltaCallback | None) -> None:
-    if on_delta is None:
-        return
-    for i, piece in enumerate(text.split(" ")):
-        on_delta(piece if i == 0 else " " + piece)
+    if on_delta is not None:
+        for piece in word_deltas(text):
+            on_delta(piece)

@@ -122,12 +122,14 @@ class ExtractiveAnswerer:
         combined = _combined(question, frame, result)
         if combined is not None:
             text, used = combined
-            return Answer(question, text, tuple(_cite(result.evidence[i]) for i in used), False, "", result)
+            return Answer(
+                question, text, tuple(Citation.of(result.evidence[i]) for i in used), False, "", result
+            )
         if frame.kind is AnswerKind.PERIOD_EXTREME:
             frame = QuestionFrame(AnswerKind.TIME)
         evidence = list(result.evidence[: self.evidence_considered])
         text, used = self._best_span(question, frame, evidence, result.scope, result.entities)
-        return Answer(question, text, tuple(_cite(evidence[i]) for i in used), False, "", result)
+        return Answer(question, text, tuple(Citation.of(evidence[i]) for i in used), False, "", result)
 
     def _best_span(
         self,
@@ -237,10 +239,6 @@ def _anchor(start: int, times: list) -> float:
         return 1.0
     distance = min(min(abs(start - t.start), abs(start - t.end)) for t in times)
     return 1.0 + 0.5 * math.exp(-distance / 40.0)
-
-
-def _cite(ev: Evidence) -> Citation:
-    return Citation(ev.text, ev.time.label, ev.source, ev.doc_id, ev.item_id)
 
 
 _STARTING_POINT = re.compile(r"\bfrom\s*$", re.IGNORECASE)

@@ -364,6 +364,10 @@ class Citation:
     doc_id: str | None
     item_id: str
 
+    @classmethod
+    def of(cls, ev: Evidence) -> Citation:
+        return cls(ev.text, ev.time.label, ev.source, ev.doc_id, ev.item_id)
+
 
 @dataclass(frozen=True)
 class Answer:

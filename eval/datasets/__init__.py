@@ -137,6 +137,8 @@ def _world(
     if data is not None and Path(data).exists():
         generated = world.load(Path(data))
     else:
+        if scale not in world.SCALES:
+            raise ValueError(f"unknown world scale {scale!r}; known: {', '.join(world.SCALES)}")
         config = world.SCALES[scale]
         from dataclasses import replace
 

@@ -11,7 +11,6 @@ Nothing here calls a model or reads a time: ``tgrag.extract.llm`` does that with
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -130,25 +129,13 @@ def parse_reply(text: str) -> ChunkReply:
 
 
 def _first_object(text: str) -> Any:
-    """The reply's JSON object: the first one that parses, preferring one with our keys. A reply cut
-    short must not pass off one of its inner objects or arrays as the answer."""
-    decoder = json.JSONDecoder(strict=False)  # a raw newline inside a string costs nothing to accept
-    starts = [i for i, ch in enumerate(text) if ch == "{"]
-    if not starts:
-        try:
-            return parse_json(text)  # a bare array or the like: reported as not an object
-        except StructuredOutputError:
+    """The reply's JSON: the value it starts with, or a later object with our keys."""
+    try:
+        return parse_json(text, wanted=lambda v: isinstance(v, dict) and ("entities" in v or "facts" in v))
+    except StructuredOutputError as exc:
+        if "no JSON value" in str(exc):
             raise ReplyError("the reply holds no JSON object") from None
-    first_error = ""
-    for i in starts:
-        try:
-            value, _ = decoder.raw_decode(text, i)
-        except json.JSONDecodeError as exc:
-            first_error = first_error or f"{exc.msg}, character {exc.pos}"
-            continue
-        if i == starts[0] or (isinstance(value, dict) and ("entities" in value or "facts" in value)):
-            return value
-    raise ReplyError(f"the reply's JSON object is invalid or unfinished ({first_error})")
+        raise ReplyError(str(exc).replace("the JSON", "the reply's JSON object", 1)) from None
 
 
 def reply_from_json(data: Any) -> ChunkReply:

@@ -15,7 +15,7 @@ output must follow.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -126,17 +126,34 @@ def chat_one(llm: LLM, messages: Sequence[Message], params: GenerationParams | N
     return llm.chat([list(messages)], params)[0]
 
 
-def parse_json(text: str) -> Any:
-    """The first JSON value in ``text`` (models often wrap it in prose or code fences)."""
+def parse_json(text: str, wanted: Callable[[Any], bool] | None = None) -> Any:
+    """The JSON value a model replied with, possibly wrapped in prose or code fences.
+
+    That is the value starting at the first brace or bracket, or a later one ``wanted`` accepts
+    (prose before the JSON may hold a stray bracket). A reply cut short fails: one of its inner
+    values is never passed off as the answer.
+    """
     decoder = json.JSONDecoder(strict=False)  # a raw newline inside a string costs nothing to accept
-    for i, ch in enumerate(text):
-        if ch in "{[":
-            try:
-                value, _ = decoder.raw_decode(text, i)
-            except json.JSONDecodeError:
-                continue
+    starts = [i for i, ch in enumerate(text) if ch in "{["]
+    problem = ""
+    for n, i in enumerate(starts):
+        try:
+            value, _ = decoder.raw_decode(text, i)
+        except json.JSONDecodeError as exc:
+            problem = problem or f"{exc.msg}, character {exc.pos}"
+            continue
+        if n == 0 or (wanted is not None and wanted(value)):
             return value
-    raise StructuredOutputError(f"no JSON value in the model's output: {text[:200]!r}")
+    if not starts:
+        raise StructuredOutputError(f"no JSON value in the model's output: {text[:200]!r}")
+    raise StructuredOutputError(f"the JSON is invalid or unfinished ({problem or 'no usable value'})")
+
+
+def word_deltas(text: str) -> Iterator[str]:
+    """A finished text as streaming deltas, word by word (joined they give the text back), for
+    replies that were not generated token by token."""
+    for i, piece in enumerate(text.split(" ")):
+        yield piece if i == 0 else " " + piece
 
 
 def count_words(text: str) -> int:

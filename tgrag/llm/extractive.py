@@ -11,7 +11,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from ..text import split_sentences, words
-from .base import Generation, GenerationParams, Message, StructuredOutputError, Usage, count_words
+from .base import (
+    FinishReason,
+    Generation,
+    GenerationParams,
+    Message,
+    StructuredOutputError,
+    Usage,
+    count_words,
+    word_deltas,
+)
 
 _NO_ANSWER = "I don't know."
 
@@ -31,11 +40,7 @@ class ExtractiveLLM:
     def stream_chat(
         self, messages: Sequence[Message], params: GenerationParams | None = None
     ) -> Iterator[str]:
-        text = self.chat([messages], params)[0].text
-        # Word by word, so streaming clients see more than one delta.
-        pieces = text.split(" ")
-        for i, piece in enumerate(pieces):
-            yield piece if i == 0 else " " + piece
+        yield from word_deltas(self.chat([messages], params)[0].text)
 
     def close(self) -> None:
         pass
@@ -47,14 +52,14 @@ class ExtractiveLLM:
             )
         question, context = _split_prompt(prompt)
         text = _best_sentence(question, context) or _NO_ANSWER
-        finish = "stop"
+        finish: FinishReason = "stop"
         tokens = text.split()
         if len(tokens) > params.max_tokens:
             text, finish = " ".join(tokens[: params.max_tokens]), "length"
         for stop in params.stop:
             if stop and stop in text:
                 text, finish = text[: text.index(stop)], "stop"
-        return Generation(text, Usage(count_words(prompt), count_words(text)), finish, self.name)  # type: ignore[arg-type]
+        return Generation(text, Usage(count_words(prompt), count_words(text)), finish, self.name)
 
 
 def _last_user(conversation: Sequence[Message]) -> str:
