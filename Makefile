@@ -44,7 +44,7 @@ demo: install
 
 test: install vllm-env
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy tgrag
+	$(VENV)/bin/mypy tgrag speculation
 	$(PY) -m pytest -q
 
 lint: install
@@ -52,7 +52,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 typecheck: install
-	$(VENV)/bin/mypy tgrag
+	$(VENV)/bin/mypy tgrag speculation
 
 bench-core: install
 	$(PY) benchmarks/core.py --quick

@@ -4,10 +4,12 @@ Speculative retrieval (RaLMSpec, arXiv 2401.14021), issue 5:
 
 * ``base``: ``Hit`` and the ``Retriever`` protocol (batched ``search``, ``rank_within`` candidate
   ids, ``text``), with ``top_hits`` (best first, ties by smaller id).
-* ``retrievers``: ``DenseRetriever`` (faiss flat or HNSW, exact rescoring), ``BM25Retriever``
-  (scipy sparse) and ``make_retriever(kind, texts, ...)`` over one registry.
-* ``scheduler``: the stride schedulers, ``OS3Scheduler`` (cost model in its docstrings) and
-  ``FixedStride``, behind the ``Scheduler`` protocol.
+* ``retrievers``: ``DenseRetriever`` (faiss flat or HNSW, exact rescoring; ``screen="bf16"``
+  for exact search screened in bf16 with a certified bound), ``BM25Retriever`` (scipy sparse)
+  and ``make_retriever(kind, texts, ...)`` over one registry. The temporal store's adapter is
+  ``tgrag.fact_search.StoreRetriever`` (it lives in ``tgrag``, which may import this package).
+* ``scheduler``: the stride schedulers, ``OS3Scheduler`` (cost model in its docstrings; stride
+  0 switches speculation off when it cannot pay) and ``FixedStride``, behind ``Scheduler``.
 * ``ralmspec``: ``SpeculativeRetriever``, a per-request cache of retrieved ids that answers
   queries by speculation and verifies them in batches; ``retrieve_top1`` / ``verify_pending``
   for loops that issue whole queries.

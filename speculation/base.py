@@ -34,7 +34,11 @@ class Retriever(Protocol):
         ...
 
     def rank_within(self, queries: Sequence[str], ids: Sequence[int]) -> list[list[Hit]]:
-        """Every id of ``ids`` scored as ``search`` scores it, best first, ties by smaller id."""
+        """Every id of ``ids`` scored as ``search`` scores it, best first, ties by smaller id.
+
+        Ids that ``search`` could never return for a query (a time-scoped retriever's documents
+        outside the query's scope) are left out.
+        """
         ...
 
     def text(self, doc_id: int) -> str:

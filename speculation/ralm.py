@@ -136,16 +136,20 @@ class _Run:
     def waiting(self) -> list[int]:
         return [i for i, s in enumerate(self.steps) if not s.verified and not s.in_flight]
 
-    def speculate_step(self) -> None:
+    def speculate_step(self, real: bool = False) -> None:
+        """One step on a guessed document (on a real retrieval's when ``real``)."""
         begin = time.perf_counter()
         query = self.req.query(self.tokens)
-        guess = self.spec.guess(query)
+        guess = self.spec.guess(query, real=real)
+        guessed = time.perf_counter()
         new, ended = self.req.step(guess.hit.id, self.tokens)
+        generation = time.perf_counter() - guessed
         if guess.exact:
             self.retrievals += 1
+            self.spec.scheduler.record_step(generation)
         else:
             self.speculated += 1
-            self.spec.scheduler.record_step(time.perf_counter() - begin)
+            self.spec.scheduler.record_step(generation, guessed - begin)
         self.steps.append(_Step(len(self.tokens), query, guess.hit.id, ended, verified=guess.exact))
         self.tokens += new
 
@@ -200,7 +204,9 @@ def speculative(
     Starts a new request on ``speculative_retriever`` (its cache is reset). With
     ``asynchronous``, verifications run on ``executor`` (a one-thread pool made for the call
     when none is given) while the next steps are generated; at most one is in flight, and at
-    most a stride of steps is generated ahead of it.
+    most a stride of steps is generated ahead of it. When the scheduler's stride is 0
+    (speculation does not pay for this retriever), pending steps are verified and the next step
+    retrieves for real, as the baseline does.
     """
     start = time.perf_counter()
     spec = speculative_retriever
@@ -214,13 +220,14 @@ def speculative(
             finished = run.finished()
             waiting = len(run.waiting())
             stride = spec.scheduler.stride(asynchronous)
-            if flight is not None and (pool is None or finished or waiting >= stride or flight.future.done()):
+            due = finished or waiting >= max(stride, 1)
+            if flight is not None and (pool is None or due or stride == 0 or flight.future.done()):
                 run.settle(flight)
                 flight = None
-            elif flight is None and waiting and (finished or waiting >= stride):
+            elif flight is None and waiting and due:
                 flight = run.launch(pool)
             elif not finished:
-                run.speculate_step()
+                run.speculate_step(real=stride == 0)
             else:
                 break
     return RalmResult(

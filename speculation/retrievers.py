@@ -59,8 +59,8 @@ class DenseRetriever:
     Queries are encoded one at a time unless ``encode_batched``: a neural encoder's embedding of
     a padded batch can differ in the last bits from its single-query embedding. Encoded queries
     are kept in a small cache (``query_cache`` entries), so a verified query is not re-encoded.
-    ``threads`` sets faiss's OpenMP threads, at construction and in every thread that calls
-    ``search`` (OpenMP keeps the setting per thread, and a fresh worker thread would use all
+    ``threads`` sets faiss's OpenMP threads for searching, after the index is built and in every
+    thread that calls ``search`` (OpenMP keeps the setting per thread, and a fresh worker thread would use all
     cores).
 
     A flat batch of at least ``blas_batch`` queries is scored with one matrix product (numpy's
@@ -70,6 +70,17 @@ class DenseRetriever:
     ``k + rescore_pad`` by (score, then smaller id) and are rescored exactly, so the hits equal
     the single-query path's. numpy's BLAS has its own thread pool (``OPENBLAS_NUM_THREADS``).
     ``blas_batch=None`` always uses faiss.
+
+    ``screen="bf16"`` (flat only) screens in bfloat16 instead, still exactly: a matrix product
+    over a bf16 copy of the vectors (AMX or AVX-512 BF16 where the CPU has them; a batch of 16
+    costs what one query does, and half the memory traffic of float32), then an exact rescoring
+    of every document the error bound cannot rule out. Rounding both factors to bf16 (unit
+    roundoff ``u = 2^-8``), summing in float32 and rounding the result to bf16 moves a score by at
+    most ``eps = (3u + 2u^2 + d 2^-23) |q| max|v|`` (Cauchy-Schwarz bounds the sum of ``|q_i v_i|``
+    by ``|q| |v|``). If ``A`` is the k-th best screened score, every true top-k document scores
+    at least ``A - eps`` exactly, hence at least ``A - 2 eps`` screened: keeping the documents
+    screened at ``A - 2 eps`` or more keeps the true top k, ties included. Construction checks
+    the bound against float64 on a sample and refuses the screen on a machine where it fails.
     """
 
     def __init__(
@@ -87,9 +98,12 @@ class DenseRetriever:
         query_cache: int = 1024,
         blas_batch: int | None = 2,
         block_rows: int = 65536,
+        screen: str | None = None,
     ) -> None:
         if kind not in _INDEXES:
             raise ValueError(f"dense kind must be one of {sorted(_INDEXES)}, got {kind!r}")
+        if screen not in (None, "bf16") or (screen is not None and kind != "flat"):
+            raise ValueError(f"screen must be None or 'bf16' (flat only), got {screen!r} for {kind!r}")
         vecs = np.ascontiguousarray(vectors, dtype=np.float32)
         if vecs.ndim != 2:
             raise ValueError(f"vectors must be 2-D (n, d), got shape {vecs.shape}")
@@ -99,8 +113,6 @@ class DenseRetriever:
 
         self._faiss = faiss
         self._threads = threads
-        if threads is not None:
-            faiss.omp_set_num_threads(threads)
         self.name = f"dense-{kind}"
         self.kind = kind
         self._vectors = vecs
@@ -113,15 +125,25 @@ class DenseRetriever:
         self.top1_stable_k: int | None = ef_search if kind == "hnsw" else None
         self._blas_batch = blas_batch if kind == "flat" else None
         self._block_rows = max(1, block_rows)
+        self._screen = _Bf16Screen(vecs) if screen == "bf16" and len(vecs) else None
+        if self._screen is not None:
+            self.name = "dense-flat-bf16"
         self._index = _INDEXES[kind](vecs.shape[1], hnsw_m, ef_search)
         if len(vecs):
-            self._index.add(vecs)
+            self._index.add(vecs)  # with every core: an HNSW graph over 1M vectors is minutes of work
+        if threads is not None:
+            faiss.omp_set_num_threads(threads)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = query_cache
         self._lock = threading.Lock()  # the query cache is shared with a verification thread
 
     def __len__(self) -> int:
         return len(self._vectors)
+
+    def forget_queries(self) -> None:
+        """Empty the cache of encoded queries (a benchmark's runs must each pay their encoding)."""
+        with self._lock:
+            self._cache.clear()
 
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         n = len(self._vectors)
@@ -130,6 +152,9 @@ class DenseRetriever:
         if n == 0 or k <= 0:
             return [[] for _ in queries]
         q = self._encode(queries)
+        if self._screen is not None:
+            rows = self._screen.candidates(q, min(k, n))
+            return [top_hits(cand, self._exact(vec, cand), k) for vec, cand in zip(q, rows, strict=True)]
         fetch = min(n, max(k + self._pad, self._floor))
         if self._blas_batch is not None and len(queries) >= self._blas_batch:
             found = self._blas_candidates(q, fetch)
@@ -283,6 +308,58 @@ class BM25Retriever:
         return np.asarray((w @ q).toarray(), dtype=np.float64)
 
 
+class _Bf16Screen:
+    """A bf16 copy of the document vectors and the certified candidate cut (see DenseRetriever)."""
+
+    U = 2.0**-8  # bf16 unit roundoff: 8 significant bits
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        import torch
+
+        self._torch = torch
+        self.vectors = torch.from_numpy(vectors).to(torch.bfloat16)
+        d = vectors.shape[1]
+        self.slack = (3 * self.U + 2 * self.U**2 + d * 2.0**-23) * float(
+            np.linalg.norm(vectors, axis=1).max()
+        )
+        self._check(vectors)
+
+    def eps(self, query: np.ndarray) -> float:
+        return self.slack * float(np.linalg.norm(query))
+
+    def scores(self, q: np.ndarray) -> Any:
+        """Screened scores, documents by queries (a bf16 tensor)."""
+        torch = self._torch
+        qb = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32)).to(torch.bfloat16)
+        if len(qb) == 1:  # one column would take a slower matrix-vector path
+            return (self.vectors @ torch.cat([qb, qb]).T)[:, :1]
+        return self.vectors @ qb.T
+
+    def candidates(self, q: np.ndarray, k: int) -> list[np.ndarray]:
+        """Per query, the ids the bound cannot rule out of the exact top ``k``."""
+        torch = self._torch
+        scores = self.scores(q)
+        kth = torch.topk(scores, k, dim=0).values[-1].float()  # bf16 values, exact in float32
+        # 1e-6 more: the float32 subtraction may round the cut up by an ulp.
+        margin = torch.tensor([2 * self.eps(vec) + 1e-6 for vec in q], dtype=torch.float32)
+        found = torch.nonzero(scores >= (kth - margin)[None, :]).numpy()  # compared in float32
+        rows, cols = found[:, 0].astype(np.int64), found[:, 1]
+        return [rows[cols == j] for j in range(len(q))]
+
+    def _check(self, vectors: np.ndarray) -> None:
+        """The bound holds on a sample, or this machine's bf16 product is not the one assumed."""
+        rng = np.random.default_rng(0)
+        rows = vectors[rng.choice(len(vectors), size=min(len(vectors), 4096), replace=False)]
+        q = rng.standard_normal((4, vectors.shape[1])).astype(np.float32)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        sample = _Bf16Screen.__new__(_Bf16Screen)
+        sample._torch, sample.vectors = self._torch, self._torch.from_numpy(rows).to(self._torch.bfloat16)
+        got = sample.scores(q).float().numpy().astype(np.float64)
+        exact = rows.astype(np.float64) @ q.astype(np.float64).T
+        if np.abs(got - exact).max() > self.slack:
+            raise ValueError("bf16 screening misses its error bound on this machine; use screen=None")
+
+
 def _best(ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
     """Positions of the ``k`` best by (score, then smaller id): a deterministic cut through ties."""
     kth = np.partition(scores, len(scores) - k)[len(scores) - k]
@@ -319,8 +396,13 @@ def _bm25(texts: Sequence[str], **options: Any) -> Retriever:
     return BM25Retriever(texts, **options)
 
 
+def _flat_bf16(texts: Sequence[str], **options: Any) -> Retriever:
+    return _dense("flat")(texts, screen="bf16", **options)
+
+
 _REGISTRY: dict[str, Callable[..., Retriever]] = {
     "flat": _dense("flat"),
+    "flat-bf16": _flat_bf16,
     "hnsw": _dense("hnsw"),
     "bm25": _bm25,
 }
@@ -334,7 +416,7 @@ def retriever_kinds() -> tuple[str, ...]:
 def make_retriever(kind: str, texts: Sequence[str], **options: Any) -> Retriever:
     """A retriever over ``texts`` by name.
 
-    "flat" and "hnsw" need ``encode=`` (a batch of strings to normalised float32 rows) and take
+    "flat", "flat-bf16" (exact, screened in bf16) and "hnsw" need ``encode=`` (a batch of strings to normalised float32 rows) and take
     ``vectors=`` (precomputed document rows) and ``DenseRetriever``'s other options; "bm25"
     takes ``k1`` and ``b``.
     """

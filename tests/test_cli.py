@@ -149,7 +149,9 @@ def test_ask(capsys: pytest.CaptureFixture[str], cli_store: Path, world: World) 
     assert answer["citations"][0]["source"] == world.documents[1].source
 
 
-def test_ask_shows_the_loop_s_trace(capsys: pytest.CaptureFixture[str], cli_store: Path, world: World) -> None:
+def test_ask_shows_the_loop_s_trace(
+    capsys: pytest.CaptureFixture[str], cli_store: Path, world: World
+) -> None:
     q = revenue_question(world, 1)
     code, out, _ = run(capsys, "ask", "--store", str(cli_store), "--trace", "--llm", "extractive", q.text)
     assert code == 0
@@ -220,7 +222,10 @@ def test_delete_by_key_then_unknown(
         (["ask", "--store", "{store}", "--budget", "0", "What was revenue?"], ["--budget"]),
         (["query", "--store", "{store}", "--budget", "-5", "What was revenue?"], ["--budget"]),
         (["ask", "--store", "{store}", ""], ["question is empty"]),
-        (["ask", "--store", "{store}", "--llm", "gpt9:x", "What was revenue?"], ["unknown llm", "extractive"]),
+        (
+            ["ask", "--store", "{store}", "--llm", "gpt9:x", "What was revenue?"],
+            ["unknown llm", "extractive"],
+        ),
         (["ask", "--store", "{store}", "--max-iter", "0", "What was revenue?"], ["--max-iter"]),
         (["query", "--store", "{store}", "   ", " "], ["question is empty"]),
     ],
