@@ -15,7 +15,7 @@ acceptance, the strides the scheduler chose, and how many steps it left to plain
 (stride 0: speculation would not pay).
 
 Passages and their MiniLM embeddings come from ``benchmarks/passages.py`` (cached on disk;
-full: 1,000,000 passages; quick: the first 100,000). The model is the tiny Llama of
+full: 1,000,000 passages; quick: the first 50,000). The model is the tiny Llama of
 ``tgrag.llm.tiny`` (2 layers, hidden 128), its tokenizer and weights trained for 300 steps on
 the first 20,000 passages (``train_tiny_llama``, about 20 s; kept in ``.cache/ralmspec-model``).
 A random-init model would not do: under greedy decoding it repeats one token, every query soon
@@ -150,14 +150,14 @@ def run_kind(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="100,000 passages, fewer requests")
-    p.add_argument("--passages", type=int, help="passages to search (default 1,000,000; quick 100,000)")
+    p.add_argument("--quick", action="store_true", help="50,000 passages, fewer requests")
+    p.add_argument("--passages", type=int, help="passages to search (default 1,000,000; quick 50,000)")
     p.add_argument("--requests", type=int, help="requests per retriever (default 20; quick 4)")
     p.add_argument("--kinds", default=",".join(KINDS))
     p.add_argument("--cache", type=Path, default=ROOT / ".cache" / "passages")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
-    count = args.passages or (100_000 if args.quick else 1_000_000)
+    count = args.passages or (50_000 if args.quick else 1_000_000)
     requests = args.requests or (4 if args.quick else 20)
 
     import passages as corpus
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     full_cache = args.cache / "meta.json"
     if full_cache.exists() and json.loads(full_cache.read_text())["count"] >= count:
         texts, vectors = corpus.load(args.cache, json.loads(full_cache.read_text())["count"], limit=count)
-    else:  # a cache of just what is asked for (the quick run on a fresh machine embeds 100,000)
+    else:  # a cache of just what is asked for (the quick run on a fresh machine embeds 50,000)
         texts, vectors = corpus.load(args.cache.with_name(f"passages-{count}"), count)
     print(f"{len(texts):,} passages ready in {time.perf_counter() - started:.1f} s", flush=True)
     embedder = create_embedder("minilm")
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "retrievers": {},
     }
-    generator = HFGenerator(trained_model(ROOT / ".cache", texts), threads=1)
+    generator = HFGenerator(trained_model(args.cache.parent, texts), threads=1)
     prompts = prompts_from(texts, requests + 1, seed=0)  # one warm-up request
     for kind in [k for k in args.kinds.split(",") if k]:
         t0 = time.perf_counter()

@@ -17,7 +17,12 @@ Speculative retrieval (RaLMSpec, arXiv 2401.14021), issue 5:
 * ``ralm``: iterative RaLM serving, ``baseline`` and ``speculative`` (sync or with the
   verification overlapped on a worker thread), with identical outputs under greedy decoding.
 
-Suffix-tree speculative decoding (issue 6) lives in its own modules beside these.
+Suffix-tree speculative decoding (SuffixDecoding), issue 6, in progress:
+
+* ``suffix_tree``: ``SuffixTree`` (depth-limited suffix trie with counts; append, remove),
+  ``Matcher`` (longest match of a growing context), ``draft`` (path or best-first tree drafts
+  under ``SpeculationConfig``) and ``SuffixCache`` (per-request trees plus a global tree of past
+  outputs with FIFO eviction; the better-scoring draft wins).
 """
 
 from .base import Hit, Retriever, top_hits
@@ -26,22 +31,28 @@ from .ralm import RalmConfig, RalmResult, baseline, speculative
 from .ralmspec import Guess, Pending, SpeculativeRetriever, Verdict
 from .retrievers import BM25Retriever, DenseRetriever, make_retriever, retriever_kinds, tokenize
 from .scheduler import Estimates, FixedStride, OS3Scheduler, Scheduler
+from .suffix_tree import Draft, Matcher, SpeculationConfig, SuffixCache, SuffixTree
 
 __all__ = [
     "BM25Retriever",
     "DenseRetriever",
+    "Draft",
     "Estimates",
     "FixedStride",
     "Guess",
     "HFGenerator",
     "Hit",
+    "Matcher",
     "OS3Scheduler",
     "Pending",
     "RalmConfig",
     "RalmResult",
     "Retriever",
     "Scheduler",
+    "SpeculationConfig",
     "SpeculativeRetriever",
+    "SuffixCache",
+    "SuffixTree",
     "TokenGenerator",
     "Verdict",
     "baseline",
