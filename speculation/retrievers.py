@@ -329,11 +329,7 @@ class _Bf16Screen:
 
     def scores(self, q: np.ndarray) -> Any:
         """Screened scores, documents by queries (a bf16 tensor)."""
-        torch = self._torch
-        qb = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32)).to(torch.bfloat16)
-        if len(qb) == 1:  # one column would take a slower matrix-vector path
-            return (self.vectors @ torch.cat([qb, qb]).T)[:, :1]
-        return self.vectors @ qb.T
+        return _bf16_product(self.vectors, q)
 
     def candidates(self, q: np.ndarray, k: int) -> list[np.ndarray]:
         """Per query, the ids the bound cannot rule out of the exact top ``k``."""
@@ -352,12 +348,21 @@ class _Bf16Screen:
         rows = vectors[rng.choice(len(vectors), size=min(len(vectors), 4096), replace=False)]
         q = rng.standard_normal((4, vectors.shape[1])).astype(np.float32)
         q /= np.linalg.norm(q, axis=1, keepdims=True)
-        sample = _Bf16Screen.__new__(_Bf16Screen)
-        sample._torch, sample.vectors = self._torch, self._torch.from_numpy(rows).to(self._torch.bfloat16)
-        got = sample.scores(q).float().numpy().astype(np.float64)
+        got = _bf16_product(self._torch.from_numpy(rows).to(self._torch.bfloat16), q)
+        got = got.float().numpy().astype(np.float64)
         exact = rows.astype(np.float64) @ q.astype(np.float64).T
         if np.abs(got - exact).max() > self.slack:
             raise ValueError("bf16 screening misses its error bound on this machine; use screen=None")
+
+
+def _bf16_product(vectors: Any, q: np.ndarray) -> Any:
+    """``vectors @ q.T`` in bf16 (``vectors`` a bf16 tensor; documents by queries)."""
+    import torch
+
+    qb = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32)).to(torch.bfloat16)
+    if len(qb) == 1:  # one column would take a slower matrix-vector path
+        return (vectors @ torch.cat([qb, qb]).T)[:, :1]
+    return vectors @ qb.T
 
 
 def _best(ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:

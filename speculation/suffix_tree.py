@@ -305,12 +305,10 @@ def _tree(node: Node, budget: int, min_prob: float, match_length: int, source: s
 def _likely(node: Node, prob: float, min_prob: float) -> list[Node]:
     """Children that keep the path's probability at ``min_prob`` or more.
 
-    A child needs ``count >= min_prob * out / prob``; a node with one child (the common case deep
-    in the tree) is answered without a scan.
+    A child needs ``count >= min_prob * out / prob``; when the most frequent one falls short,
+    the children are not scanned at all.
     """
     need = min_prob * _outgoing(node) / prob if prob > 0 else float("inf")
-    if len(node.children) == 1:
-        return [c for c in node.children.values() if c.count >= need]
     best = node.best
     if best is None or best.count < need:
         return []
@@ -358,18 +356,18 @@ class SuffixCache:
         )
 
     def append(self, rid: object, tokens: Sequence[int]) -> None:
-        req = self._requests[rid]
+        req = self._request(rid)
         req.tree.extend(0, tokens)
         req.matcher.extend(tokens)
 
     def output(self, rid: object) -> list[int]:
-        req = self._requests[rid]
+        req = self._request(rid)
         return req.tree.tokens(0)[req.prompt_len :]
 
     def speculate(self, rid: object, config: SpeculationConfig | None = None) -> Draft:
         """The per-request draft or the global one, whichever has the higher score."""
         config = config or self.config
-        req = self._requests[rid]
+        req = self._request(rid)
         own = Draft(source="request")
         # The request tree's open suffixes end at the context's last token: the deepest one
         # that occurred before (count > 1) has seen continuations.
@@ -398,6 +396,12 @@ class SuffixCache:
 
     def cancel(self, rid: object) -> None:
         self._requests.pop(rid, None)
+
+    def _request(self, rid: object) -> _Request:
+        req = self._requests.get(rid)
+        if req is None:
+            raise KeyError(f"no open request {rid!r}: start() it first (or it has finished)")
+        return req
 
     def add_output(self, tokens: Sequence[int]) -> None:
         """File a past output directly (warming the cache from a log)."""

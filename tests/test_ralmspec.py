@@ -190,28 +190,17 @@ class Slow:
         return self.texts[doc_id]
 
 
-class Scripted:
+class Scripted(FixedStride):
     """A scheduler that answers the given strides in turn (0 included: retrieve for real)."""
 
     def __init__(self, strides: list[int]) -> None:
+        super().__init__()
         self.strides = strides
         self._calls = 0
 
     def stride(self, asynchronous: bool = False) -> int:
         self._calls += 1
         return self.strides[self._calls % len(self.strides)]
-
-    def record_step(self, seconds: float, speculation: float | None = None) -> None:
-        pass
-
-    def record_retrieval(self, seconds: float) -> None:
-        pass
-
-    def record_verification(self, seconds: float, queries: int = 1) -> None:
-        pass
-
-    def record_outcome(self, accepted: int, checked: int) -> None:
-        pass
 
 
 def prompt_text(words: list[str]) -> str:

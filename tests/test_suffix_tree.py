@@ -195,8 +195,10 @@ def test_cache_prefers_the_better_draft_and_evicts_fifo() -> None:
     own = cache.speculate("s", SpeculationConfig(max_spec=8, offset=2.0, mode="path"))
     assert own.source == "request" and list(own.tokens) == [42, 43, 44, 40]
     cache.cancel("s")
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="no open request 's'"):
         cache.speculate("s")
+    with pytest.raises(KeyError, match="no open request"):
+        cache.append("never", [1])
 
 
 def test_random_workload_keeps_the_global_tree_consistent() -> None:

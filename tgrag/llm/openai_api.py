@@ -121,15 +121,8 @@ class OpenAILLM:
             resp = self._client.completions.create(model=self.name, prompt=prompt, **kwargs)
         except self._openai.OpenAIError as exc:
             raise self._error(exc) from exc
-        if not resp.choices:
-            raise LLMError(f"openai backend at {self.base_url}: the reply has no choices")
-        choice = resp.choices[0]
-        return Generation(
-            text=choice.text or "",
-            usage=_usage(resp.usage),
-            finish_reason=_finish(choice.finish_reason),
-            model=resp.model or self.name,
-        )
+        choice = self._first_choice(resp)
+        return self._generation(choice.text, choice.finish_reason, resp)
 
     def _chat_one(self, conversation: Sequence[Message], p: GenerationParams) -> Generation:
         try:
@@ -138,13 +131,19 @@ class OpenAILLM:
             )
         except self._openai.OpenAIError as exc:
             raise self._error(exc) from exc
+        choice = self._first_choice(resp)
+        return self._generation(choice.message.content, choice.finish_reason, resp)
+
+    def _first_choice(self, resp: Any) -> Any:
         if not resp.choices:
             raise LLMError(f"openai backend at {self.base_url}: the reply has no choices")
-        choice = resp.choices[0]
+        return resp.choices[0]
+
+    def _generation(self, text: str | None, finish: str | None, resp: Any) -> Generation:
         return Generation(
-            text=choice.message.content or "",
+            text=text or "",
             usage=_usage(resp.usage),
-            finish_reason=_finish(choice.finish_reason),
+            finish_reason=_finish(finish),
             model=resp.model or self.name,
         )
 
