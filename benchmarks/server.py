@@ -193,15 +193,26 @@ async def load(base: str, questions: list[str], clients: int, seconds: float) ->
 def with_vllm(store: Path, questions: list[str], n_questions: int, tmp: Path) -> dict[str, Any]:
     """A real vLLM server (``.venv-vllm``) on the tiny local Llama: its tokens/s, and the end-to-end
     latency of ``ask`` with the model planning and writing (SDK, and through ``tgrag serve``)."""
-    from tests.vllm_support import VLLM_VENV, stop_process_group
-    from tests.vllm_support import start_server as start_vllm
     from tgrag.llm import GenerationParams, create_llm
     from tgrag.llm.tiny import build_tiny_llama
+    from tgrag.llm.vllm_server import COMPACT_JSON, VLLMServer, VLLMServerConfig
 
-    if not (VLLM_VENV / ".installed").exists():
-        return {"skipped": f"{VLLM_VENV} is not built (make vllm-env)"}
+    vllm_venv = Path(os.environ.get("TGRAG_VLLM_VENV", ROOT / ".venv-vllm"))
+    if not (vllm_venv / ".installed").exists():
+        return {"skipped": f"{vllm_venv} is not built (make vllm-env)"}
     model_dir = build_tiny_llama(tmp / "tiny-llama")
-    proc, vllm = start_vllm(model_dir, tmp / "vllm.log")
+    config = VLLMServerConfig(
+        model_dir,
+        python=vllm_venv / "bin" / "python",
+        served_name="tiny",
+        dtype="float32",
+        max_model_len=4096,
+        enforce_eager=True,
+        kv_cache_gib=2,
+        structured_outputs=COMPACT_JSON,
+        env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+    )
+    vllm = VLLMServer.start(config, tmp / "vllm.log")
     out: dict[str, Any] = {"server_start_s": round(vllm.startup_s, 1)}
     try:
         llm = create_llm(vllm.spec)
@@ -249,7 +260,7 @@ def with_vllm(store: Path, questions: list[str], n_questions: int, tmp: Path) ->
             ask_vllm_http_ms_p95=_ms(http_s, 95),
         )
     finally:
-        stop_process_group(proc)
+        vllm.stop()
     return out
 
 

@@ -17,12 +17,18 @@ Speculative retrieval (RaLMSpec, arXiv 2401.14021), issue 5:
 * ``ralm``: iterative RaLM serving, ``baseline`` and ``speculative`` (sync or with the
   verification overlapped on a worker thread), with identical outputs under greedy decoding.
 
-Suffix-tree speculative decoding (SuffixDecoding), issue 6, in progress:
+Suffix-tree speculative decoding (SuffixDecoding), issue 6:
 
-* ``suffix_tree``: ``SuffixTree`` (depth-limited suffix trie with counts; append, remove),
-  ``Matcher`` (longest match of a growing context), ``draft`` (path or best-first tree drafts
-  under ``SpeculationConfig``) and ``SuffixCache`` (per-request trees plus a global tree of past
+* ``suffix_tree``: ``SuffixTree`` (counted substrings up to a depth, compressed: substrings seen
+  once are pointers into their sequence; append, remove), ``Matcher`` (longest match of a growing
+  context, by suffix links), ``draft`` / ``best_draft`` (path or best-first tree drafts under
+  ``SpeculationConfig``) and ``SuffixCache`` (per-request trees plus a global tree of past
   outputs with FIFO eviction; the better-scoring draft wins).
+* ``spec_verify``: the model-free half of verification: the tree attention mask and positions,
+  greedy acceptance, and rejection sampling that keeps the model's distribution.
+* ``suffix_decoding``: the ``Drafter`` protocol (``SuffixCache``, ``PromptLookupDrafter``),
+  chain and tree verification on a transformers model's KV cache, ``SuffixDecoder`` and the
+  ``greedy_generate`` reference.
 """
 
 from .base import Hit, Retriever, top_hits
@@ -31,12 +37,46 @@ from .ralm import RalmConfig, RalmResult, baseline, speculative
 from .ralmspec import Guess, Pending, SpeculativeRetriever, Verdict
 from .retrievers import BM25Retriever, DenseRetriever, make_retriever, retriever_kinds, tokenize
 from .scheduler import Estimates, FixedStride, OS3Scheduler, Scheduler
-from .suffix_tree import Draft, Matcher, SpeculationConfig, SuffixCache, SuffixTree
+from .suffix_tree import (
+    Draft,
+    Matcher,
+    Position,
+    SpeculationConfig,
+    SuffixCache,
+    SuffixTree,
+    best_draft,
+    draft,
+)
+
+# ``suffix_decoding`` needs torch; importing ``speculation`` must not (retrievers and trees run
+# without it), so its names load on first use.
+_LAZY = {
+    "DecodeConfig",
+    "DecodeResult",
+    "DecodeStats",
+    "Drafter",
+    "PromptLookupDrafter",
+    "SuffixDecoder",
+    "greedy_generate",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        from . import suffix_decoding
+
+        return getattr(suffix_decoding, name)
+    raise AttributeError(f"module 'speculation' has no attribute {name!r}")
+
 
 __all__ = [
     "BM25Retriever",
+    "DecodeConfig",
+    "DecodeResult",
+    "DecodeStats",
     "DenseRetriever",
     "Draft",
+    "Drafter",
     "Estimates",
     "FixedStride",
     "Guess",
@@ -45,6 +85,8 @@ __all__ = [
     "Matcher",
     "OS3Scheduler",
     "Pending",
+    "Position",
+    "PromptLookupDrafter",
     "RalmConfig",
     "RalmResult",
     "Retriever",
@@ -52,10 +94,14 @@ __all__ = [
     "SpeculationConfig",
     "SpeculativeRetriever",
     "SuffixCache",
+    "SuffixDecoder",
     "SuffixTree",
     "TokenGenerator",
     "Verdict",
     "baseline",
+    "best_draft",
+    "draft",
+    "greedy_generate",
     "make_retriever",
     "retriever_kinds",
     "speculative",

@@ -6,90 +6,111 @@ from what followed the same text before, in this request's prompt and output (a 
 tree) or in earlier outputs (a global tree), and the longer the match the more tokens are worth
 guessing.
 
-``SuffixTree`` is a depth-limited suffix trie: every substring of length at most ``max_depth`` of
-every sequence added is a path from the root, and each node counts the occurrences of its
-substring. Appending a token to a sequence extends the (at most ``max_depth``) suffixes that end
-at its last token, O(depth). Removing a sequence walks the same paths down, decrementing, and
-drops nodes whose count reaches 0. A node's children are kept in a dict; ``best_child`` is read
-off the counts when asked (nodes have few children).
+``SuffixTree`` holds every substring of length at most ``max_depth`` of the sequences added, with
+its number of occurrences. A plain suffix trie would give each substring a node, tokens x depth
+of them; most substrings occur once, so this tree keeps them compressed:
 
-``Matcher`` follows a growing context against a tree: it keeps the node of every suffix of the
-context that occurs in the tree (at most ``max_depth`` of them) and updates them per token, so the
-longest match is known without re-walking from the root.
+* a ``Node`` stands for a substring that occurred at least twice (explicit, with a count, its
+  children by next token, and a suffix link to the node of the substring minus its first token);
+* a ``Tail`` stands for everything below a node that occurred once: a pointer into the sequence
+  holding that occurrence. An open sequence's tails grow with it for free.
 
-``draft(node, match_length, ...)`` turns a match into a ``Draft``: a budget of
+Appending a token touches only the suffixes that end at it and occurred before (the sequence's
+``active`` nodes, shortest first): each gets +1, or a new tail where the continuation is new, or
+is *split* where it lands on another occurrence's tail (that string just occurred a second time,
+so it becomes a node). Removing a sequence walks its suffixes down to their tails, decrementing.
+Costs are per repeated suffix, not per depth, and memory is per repeated substring.
+
+``Matcher`` follows a growing context against a tree with one position (a node, or a place
+inside a tail) and suffix links, so the longest match costs O(1) amortised per token.
+
+``draft(position, match_length, ...)`` turns a match into a ``Draft``: a budget of
 ``min(max_spec, alpha * match_length + offset)`` tokens, then either a path (the most frequent
-child at each step while the estimated probability, the product of ``child.count / node.count``
-along the way, stays at least ``min_token_prob``) or a tree (best-first by that probability).
-Its score, the sum of the nodes' probabilities, is the expected number of accepted tokens, which
-is how ``SuffixCache`` picks between the per-request and the global draft.
+child at each step while the estimated probability, the product of ``count / total`` along the
+way, stays at least ``min_token_prob``) or a tree (best-first by that probability). Its score,
+the sum of the nodes' probabilities, is the expected number of accepted tokens, which is how
+``SuffixCache`` picks a match length and between the per-request and the global draft.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Mode = Literal["path", "tree"]
 
 
 class Node:
-    """A substring of some sequences: ``count`` occurrences, children by next token.
+    """A substring that occurred at least twice: its count, children and suffix link.
 
-    ``out`` is the children's total count (the occurrences something followed), kept as counts
-    change, and ``best`` the most frequent child (ties: the smaller token), kept on increments
-    and recomputed when a decrement may have dethroned it.
+    ``out`` is the children's total count (the occurrences something followed: the denominator
+    of a child's probability) and ``best_count``/``best_token`` the most frequent child (ties:
+    the smaller token), both kept as counts change so that drafting never scans a wide node;
+    ``best_count`` is -1 when a removal may have dethroned the best (recomputed when read).
     """
 
-    __slots__ = ("best", "children", "count", "depth", "out", "token")
+    __slots__ = ("best_count", "best_token", "children", "count", "depth", "link", "out", "token")
 
-    def __init__(self, token: int, depth: int) -> None:
+    def __init__(self, token: int, depth: int, count: int, link: Node | None) -> None:
         self.token = token
         self.depth = depth
-        self.count = 0
+        self.count = count
+        self.children: dict[int, Node | Tail] = {}
+        self.link = link  # the node of this substring minus its first token (the root for depth 1)
         self.out = 0
-        self.best: Node | None = None
-        self.children: dict[int, Node] = {}
+        self.best_count = 0
+        self.best_token = -1
 
-    def best_child(self) -> Node | None:
-        """The most frequent child; ties go to the smaller token, so drafts are deterministic."""
-        return self.best
+    def best(self) -> tuple[int, int]:
+        """(count, token) of the most frequent child; (0, -1) when there is none."""
+        if self.best_count < 0:
+            count, token = 0, -1
+            for t, child in self.children.items():
+                c = child.count if child.__class__ is Node else 1
+                if c > count or (c == count and t < token):
+                    count, token = c, t
+            self.best_count, self.best_token = count, token
+        return self.best_count, self.best_token
 
-    def _bumped(self, child: Node) -> None:
-        """``child``'s count went up by one."""
-        self.out += 1
-        best = self.best
-        if (
-            best is None
-            or child.count > best.count
-            or (child.count == best.count and child.token < best.token)
-        ):
-            self.best = child
 
-    def _dropped(self, child: Node) -> None:
-        """``child``'s count went down by one (and it may be gone)."""
-        self.out -= 1
-        if child is self.best:
-            self.best = min(self.children.values(), key=lambda c: (-c.count, c.token), default=None)
+class Tail:
+    """One occurrence below a node: ``seq[pos]`` sits at string depth ``depth``, and the
+    occurrence continues along ``seq`` down to the depth limit. Dead once split or removed."""
 
-    def ranked_children(self) -> list[Node]:
-        """Children by count, most frequent first (ties by the smaller token)."""
-        return sorted(self.children.values(), key=lambda c: (-c.count, c.token))
+    __slots__ = ("alive", "depth", "pos", "seq")
+
+    def __init__(self, seq: list[int], pos: int, depth: int) -> None:
+        self.seq = seq
+        self.pos = pos
+        self.depth = depth
+        self.alive = True
+
+
+class Position(NamedTuple):
+    """A place in a tree: ``node`` (the deepest explicit one) and, when the string continues
+    into a unique occurrence, that ``tail``; ``depth`` is the string's length."""
+
+    node: Node
+    tail: Tail | None
+    depth: int
 
 
 class SuffixTree:
-    """A suffix trie of depth at most ``max_depth`` over sequences added by id."""
+    """All substrings of length at most ``max_depth`` of the sequences added by id, counted."""
 
     def __init__(self, max_depth: int = 64) -> None:
         if max_depth < 1:
             raise ValueError("max_depth must be at least 1")
         self.max_depth = max_depth
-        self.root = Node(-1, 0)
+        self.root = Node(-1, 0, 0, None)
+        self.root.link = self.root
+        self.nodes = 1  # explicit nodes alive, the root included (a memory gauge)
         self._seqs: dict[object, list[int]] = {}
-        self._open: dict[object, list[Node]] = {}  # per sequence: nodes of the suffixes ending at its end
+        self._active: dict[object, list[Node]] = {}  # repeated suffixes ending at each sequence's end
+        self._open: dict[int, object] = {}  # id of an open sequence's token list -> its id
 
     def __len__(self) -> int:
         return len(self._seqs)
@@ -104,104 +125,284 @@ class SuffixTree:
         """Start a sequence (it must be new) and append ``tokens`` to it."""
         if seq_id in self._seqs:
             raise KeyError(f"sequence {seq_id!r} is already in the tree")
-        self._seqs[seq_id] = []
-        self._open[seq_id] = []
+        seq: list[int] = []
+        self._seqs[seq_id] = seq
+        self._active[seq_id] = []
+        self._open[id(seq)] = seq_id
         self.extend(seq_id, tokens)
 
     def extend(self, seq_id: object, tokens: Iterable[int]) -> None:
-        """Append ``tokens`` to a sequence: each one adds an occurrence to the suffixes ending at it."""
+        """Append ``tokens``: each adds an occurrence to every suffix ending at it."""
         seq = self._seqs[seq_id]
-        active = self._open[seq_id]
+        active = self._active[seq_id]
         limit = self.max_depth
         root = self.root
         for token in tokens:
             token = int(token)
+            n = len(seq)
             seq.append(token)
-            grown = []
-            for node in [root, *active]:
-                if node.depth >= limit:
-                    continue  # this suffix has reached the depth limit: it stops growing
-                child = node.children.get(token)
+            grown: list[Node] = []
+            keep = grown.append
+            # Suffixes by increasing length: the root (length 0), then the repeated ones; the
+            # longest may sit at the depth limit, where it stops growing.
+            walk = active[:-1] if active and active[-1].depth >= limit else active
+            for v in (root, *walk):
+                v.out += 1
+                child = v.children.get(token)
                 if child is None:
-                    child = node.children[token] = Node(token, node.depth + 1)
-                child.count += 1
-                node._bumped(child)
-                grown.append(child)
+                    # A new continuation: this occurrence is unique from here (and so are the
+                    # longer suffixes, which get their own tails in the next iterations).
+                    v.children[token] = Tail(seq, n, v.depth + 1)
+                    count = 1
+                elif child.__class__ is Node:
+                    child.count += 1
+                    count = child.count
+                    keep(child)
+                else:
+                    # Its suffix link is the node just reached one level up.
+                    keep(self._split(v, child, grown[-1] if grown else root))  # type: ignore[arg-type]
+                    count = 2
+                if count > v.best_count >= 0 or (count == v.best_count and token < v.best_token):
+                    v.best_count = count
+                    v.best_token = token
             active = grown
-        self._open[seq_id] = active
+        self._active[seq_id] = active
+
+    def _split(self, parent: Node, tail: Tail, link: Node) -> Node:
+        """A tail's first string occurred a second time: make it a node (count 2) whose one
+        child is the rest of the tail's occurrence."""
+        node = Node(tail.seq[tail.pos], tail.depth, 2, link)
+        nxt = tail.pos + 1
+        if tail.depth < self.max_depth and nxt < len(tail.seq):
+            token = tail.seq[nxt]
+            node.children[token] = Tail(tail.seq, nxt, tail.depth + 1)
+            node.out, node.best_count, node.best_token = 1, 1, token
+        elif nxt == len(tail.seq):
+            # That occurrence ends its (open) sequence: the string is now one of that
+            # sequence's repeated suffixes, which its next append must count.
+            owner = self._open.get(id(tail.seq))
+            if owner is not None:
+                self._active[owner].append(node)  # splits come shortest first: stays in order
+        tail.alive = False  # a matcher standing in it re-finds its place
+        parent.children[node.token] = node
+        self.nodes += 1
+        return node
 
     def remove(self, seq_id: object) -> None:
         """Take a sequence's occurrences out; nodes no longer in any sequence are dropped."""
+        self.close(seq_id)
         seq = self._seqs.pop(seq_id)
-        del self._open[seq_id]
+        limit = self.max_depth
         for start in range(len(seq)):
-            node = self.root
-            for token in seq[start : start + self.max_depth]:
-                child = node.children[token]
-                child.count -= 1
-                if child.count == 0:
-                    del node.children[token]
-                    node._dropped(child)
-                    _kill(child)  # its whole subtree is gone too: a matcher holding one sees it
+            v = self.root
+            for i in range(start, min(len(seq), start + limit)):
+                token = seq[i]
+                child = v.children[token]
+                v.out -= 1
+                if token == v.best_token:
+                    v.best_count = -1  # it may have lost the lead: recounted when next read
+                if child.__class__ is Tail:
+                    # The rest of this occurrence: a tail is one occurrence, so it is this one.
+                    del v.children[token]
+                    child.alive = False
                     break
-                node._dropped(child)
-                node = child
+                node: Node = child  # type: ignore[assignment]
+                node.count -= 1
+                if node.count == 0:
+                    del v.children[token]
+                    self.nodes -= _kill(node)
+                    break
+                v = node
 
-    def open_nodes(self, seq_id: object) -> list[Node]:
-        """Nodes of the suffixes ending at the sequence's last token, shortest first."""
-        return list(self._open[seq_id])
+    def find(self, tokens: Sequence[int]) -> Position | None:
+        """Where ``tokens`` (at most ``max_depth`` of them) end in the tree, or None."""
+        if len(tokens) > self.max_depth:
+            return None
+        return _walk(self.root, [int(t) for t in tokens], check=True)
 
-    def find(self, tokens: Sequence[int]) -> Node | None:
-        """The node of ``tokens`` (at most ``max_depth`` of them), or None if it never occurs."""
-        node = self.root
-        for token in tokens:
-            nxt = node.children.get(int(token))
-            if nxt is None:
-                return None
-            node = nxt
-        return node
+    def count(self, tokens: Sequence[int]) -> int:
+        """Occurrences of ``tokens`` in the sequences (the empty string: 0)."""
+        pos = self.find(tokens) if tokens else None
+        if pos is None:
+            return 0
+        return 1 if pos.tail is not None else pos.node.count
+
+    def continuations(self, tokens: Sequence[int]) -> dict[int, int]:
+        """Next token -> occurrences of ``tokens`` followed by it."""
+        pos = self.find(tokens)
+        return {} if pos is None else dict((t, c) for t, c, _ in _children(pos, self.max_depth))
+
+    def active_nodes(self, seq_id: object) -> list[Node]:
+        """Nodes of the suffixes ending at the sequence's end that occurred before, shortest first."""
+        return list(self._active[seq_id])
+
+    def close(self, seq_id: object) -> None:
+        """The sequence will not grow again: drop what appending needs (``extend`` then fails)."""
+        if self._active.pop(seq_id, None) is not None:
+            del self._open[id(self._seqs[seq_id])]
 
 
-def _kill(node: Node) -> None:
-    """Zero a detached subtree (every occurrence of a longer string is one of its prefix too)."""
-    stack = [node]
+def _kill(node: Node) -> int:
+    """Mark a detached subtree dead (every longer string contained it); returns its node count."""
+    stack: list[Node | Tail] = [node]
+    killed = 0
     while stack:
         dead = stack.pop()
-        dead.count = dead.out = 0
-        dead.best = None
-        stack.extend(dead.children.values())
-        dead.children.clear()
+        if dead.__class__ is Tail:
+            dead.alive = False
+            continue
+        killed += 1
+        dead.count = 0  # type: ignore[union-attr]
+        stack.extend(dead.children.values())  # type: ignore[union-attr]
+        dead.children.clear()  # type: ignore[union-attr]
+    return killed
+
+
+def _walk(start: Node, tokens: Sequence[int], check: bool) -> Position | None:
+    """Go down from ``start`` along ``tokens``. With ``check`` False the string is known to occur
+    (a suffix of an occurring one), so the tokens inside a tail need no comparison."""
+    node = start
+    for i, token in enumerate(tokens):
+        child = node.children.get(token)
+        if child is None:
+            return None
+        if child.__class__ is Node:
+            node = child
+            continue
+        tail: Tail = child  # type: ignore[assignment]
+        rest = len(tokens) - i
+        if check and list(tail.seq[tail.pos : tail.pos + rest]) != list(tokens[i:]):
+            return None
+        return Position(node, tail, node.depth + rest)
+    return Position(node, None, node.depth)
+
+
+def _tail_index(tail: Tail, depth: int) -> int:
+    """Index in ``tail.seq`` of the token at string depth ``depth`` on the tail."""
+    return tail.pos + depth - tail.depth
+
+
+def _children(pos: Position, limit: int) -> Iterator[tuple[int, int, Position]]:
+    """(token, count, position) for each continuation of ``pos``."""
+    node, tail, depth = pos
+    if depth >= limit:
+        return
+    if tail is not None:
+        idx = _tail_index(tail, depth + 1)
+        if idx < len(tail.seq):
+            yield tail.seq[idx], 1, Position(node, tail, depth + 1)
+        return
+    for token, child in node.children.items():
+        if child.__class__ is Node:
+            yield token, child.count, Position(child, None, depth + 1)
+        else:
+            yield token, 1, Position(node, child, depth + 1)  # type: ignore[arg-type]
+
+
+def _child(node: Node, token: int) -> Position:
+    """The position one token below an explicit node."""
+    child = node.children[token]
+    if child.__class__ is Node:
+        return Position(child, None, node.depth + 1)
+    return Position(node, child, node.depth + 1)  # type: ignore[arg-type]
+
+
+def _shorter(pos: Position) -> Position:
+    """The position of the string minus its first token (its suffix link)."""
+    node, tail, depth = pos
+    if tail is None:
+        link = node.link
+        assert link is not None
+        return Position(link, None, link.depth)
+    rest = tail.seq[tail.pos : _tail_index(tail, depth) + 1]  # the tokens from node to pos
+    if node.depth == 0:
+        start, rest = node, rest[1:]
+    else:
+        assert node.link is not None
+        start = node.link
+    found = _walk(start, rest, check=False)
+    assert found is not None  # a suffix of an occurring string occurs
+    return found
 
 
 class Matcher:
-    """The suffixes of a growing context that occur in ``tree``, as nodes, updated per token."""
+    """The longest suffix of a growing context that occurs in ``tree``, followed per token."""
 
     def __init__(self, tree: SuffixTree, context: Iterable[int] = ()) -> None:
         self.tree = tree
-        self.nodes: list[Node] = []  # longest match first
+        self._recent: deque[int] = deque(maxlen=tree.max_depth)  # to re-find a lost place
+        self._node = tree.root
+        self._tail: Tail | None = None
+        self._depth = 0
         self.extend(context)
+
+    @property
+    def position(self) -> Position:
+        self._revalidate()
+        return Position(self._node, self._tail, self._depth)
+
+    @property
+    def depth(self) -> int:
+        """The length of the longest match."""
+        return self.position.depth
 
     def extend(self, tokens: Iterable[int]) -> None:
         limit = self.tree.max_depth
         for token in tokens:
             token = int(token)
-            grown = []
-            for node in self.nodes:
-                if node.depth < limit and node.count > 0:
-                    child = node.children.get(token)
-                    if child is not None:
-                        grown.append(child)
-            first = self.tree.root.children.get(token)
-            if first is not None:
-                grown.append(first)
-            self.nodes = grown
+            self._revalidate()
+            node, tail, depth = self._node, self._tail, self._depth
+            while True:
+                if depth < limit:
+                    if tail is None:
+                        child = node.children.get(token)
+                        if child is not None:
+                            if child.__class__ is Node:
+                                node = child
+                            else:
+                                tail = child  # type: ignore[assignment]
+                            depth += 1
+                            break
+                    else:
+                        idx = _tail_index(tail, depth + 1)
+                        if idx < len(tail.seq) and tail.seq[idx] == token:
+                            depth += 1
+                            break
+                if depth == 0:
+                    break  # not even the token alone occurs
+                node, tail, depth = _shorter(Position(node, tail, depth))
+            self._node, self._tail, self._depth = node, tail, depth
+            self._recent.append(token)
 
-    def longest(self) -> Node | None:
-        """The deepest matched node that something followed (None when there is none)."""
-        for node in self.nodes:
-            if node.children and node.count > 0:
-                return node
-        return None
+    def _revalidate(self) -> None:
+        """After a removal or a split took our place away, find the longest match again."""
+        node, tail = self._node, self._tail
+        if (tail is None or tail.alive) and (node.count > 0 or node.depth == 0):
+            return
+        recent = list(self._recent)
+        for start in range(len(recent) + 1):
+            found = self.tree.find(recent[start:])
+            if found is not None:
+                self._node, self._tail, self._depth = found
+                return
+
+    def candidates(self) -> Iterator[Position]:
+        """Matched positions something followed, longest first (shortened by suffix links)."""
+        pos = self.position
+        limit = self.tree.max_depth
+        while pos.depth > 0:
+            if _has_continuation(pos, limit):
+                yield pos
+            pos = _shorter(pos)
+
+
+def _has_continuation(pos: Position, limit: int) -> bool:
+    node, tail, depth = pos
+    if depth >= limit:
+        return False
+    if tail is None:
+        return bool(node.children)
+    return _tail_index(tail, depth + 1) < len(tail.seq)
 
 
 @dataclass(frozen=True)
@@ -248,80 +449,116 @@ class SpeculationConfig:
         return max(0, min(self.max_spec, int(self.alpha * match_length + self.offset)))
 
 
-def draft(node: Node | None, match_length: int, config: SpeculationConfig, source: str = "") -> Draft:
-    """The draft read off ``node`` (the matched context) under ``config``."""
-    budget = config.budget(match_length)
-    if node is None or budget == 0 or not node.children:
-        return Draft(match_length=match_length, source=source)
+def draft(pos: Position | None, config: SpeculationConfig, limit: int, source: str = "") -> Draft:
+    """The draft read off ``pos`` (the matched context; its depth is the match length) under
+    ``config`` in a tree of depth ``limit``."""
+    if pos is None:
+        return Draft(source=source)
+    budget = config.budget(pos.depth)
+    if budget == 0:
+        return Draft(match_length=pos.depth, source=source)
     if config.mode == "path":
-        return _path(node, budget, config.min_token_prob, match_length, source)
-    return _tree(node, budget, config.min_token_prob, match_length, source)
+        return _path(pos, budget, config.min_token_prob, limit, source)
+    return _tree(pos, budget, config.min_token_prob, limit, source)
 
 
-def _path(node: Node, budget: int, min_prob: float, match_length: int, source: str) -> Draft:
+def _path(pos: Position, budget: int, min_prob: float, limit: int, source: str) -> Draft:
+    match_length = pos.depth
     tokens: list[int] = []
     probs: list[float] = []
     prob = 1.0
     while len(tokens) < budget:
-        child = node.best_child()
-        if child is None:
+        if pos.tail is not None:
+            # A unique occurrence: each next token follows with ratio 1, so take them at once.
+            tail = pos.tail
+            idx = _tail_index(tail, pos.depth + 1)
+            take = min(budget - len(tokens), limit - pos.depth, len(tail.seq) - idx)
+            if take > 0:
+                tokens.extend(tail.seq[idx : idx + take])
+                probs.extend([prob] * take)
             break
-        prob *= child.count / _outgoing(node)
+        node = pos.node
+        count, token = node.best()
+        if count == 0 or pos.depth >= limit:
+            break
+        prob *= count / node.out
         if prob < min_prob:
             break
-        tokens.append(child.token)
+        tokens.append(token)
         probs.append(prob)
-        node = child
+        pos = _child(node, token)
     return Draft(tuple(tokens), tuple(range(-1, len(tokens) - 1)), tuple(probs), match_length, source)
 
 
-def _tree(node: Node, budget: int, min_prob: float, match_length: int, source: str) -> Draft:
+def _tree(pos: Position, budget: int, min_prob: float, limit: int, source: str) -> Draft:
     """Best-first: repeatedly take the most probable frontier node (ties: earlier found first)."""
     tokens: list[int] = []
     parents: list[int] = []
     probs: list[float] = []
-    frontier: list[tuple[float, int, int, Node]] = []  # (-prob, order, parent index, node)
+    frontier: list[tuple[float, int, int, int, Position]] = []  # (-prob, order, parent, token, pos)
     order = 0
-    for child in _likely(node, 1.0, min_prob):
-        frontier.append((-child.count / _outgoing(node), order, -1, child))
-        order += 1
-    heapq.heapify(frontier)
+
+    def expand(at: Position, prob: float, parent: int) -> None:
+        """Push the children of an explicit node likely enough to be worth a place."""
+        nonlocal order
+        node = at.node
+        out = node.out
+        if out == 0 or at.depth >= limit:
+            return
+        need = min_prob * out / prob * (1 - 1e-9)  # a count below this cannot reach min_prob
+        if node.best()[0] < need:
+            return  # not even the most frequent child: skip scanning a wide node
+        for token, child in node.children.items():
+            count = child.count if child.__class__ is Node else 1
+            if count >= need and (p := prob * count / out) >= min_prob:
+                heapq.heappush(frontier, (-p, order, parent, token, _child(node, token)))
+                order += 1
+
+    if pos.tail is not None:
+        # Inside a unique occurrence: one continuation at each step, so the tree is the path.
+        return _path(pos, budget, min_prob, limit, source)
+    expand(pos, 1.0, -1)
     while frontier and len(tokens) < budget:
-        neg, _, parent, child = heapq.heappop(frontier)
+        neg, _, parent, token, child = heapq.heappop(frontier)
         prob = -neg
-        if prob < min_prob:
-            break  # every other frontier node is at most as probable
-        index = len(tokens)
-        tokens.append(child.token)
+        tokens.append(token)
         parents.append(parent)
         probs.append(prob)
-        out = _outgoing(child)
-        for grand in _likely(child, prob, min_prob):
-            heapq.heappush(frontier, (-prob * grand.count / out, order, index, grand))
-            order += 1
-    return Draft(tuple(tokens), tuple(parents), tuple(probs), match_length, source)
+        if child.tail is not None:
+            # A unique occurrence: its chain keeps this probability, at least that of anything
+            # left on the frontier, so best-first takes it whole (up to the budget).
+            tail = child.tail
+            idx = _tail_index(tail, child.depth + 1)
+            take = min(budget - len(tokens), limit - child.depth, len(tail.seq) - idx)
+            for k in range(max(take, 0)):
+                parents.append(len(tokens) - 1)
+                tokens.append(tail.seq[idx + k])
+                probs.append(prob)
+            continue
+        expand(child, prob, len(tokens) - 1)
+    return Draft(tuple(tokens), tuple(parents), tuple(probs), pos.depth, source)
 
 
-def _likely(node: Node, prob: float, min_prob: float) -> list[Node]:
-    """Children that keep the path's probability at ``min_prob`` or more.
+def best_draft(positions: Iterable[Position], config: SpeculationConfig, limit: int, source: str) -> Draft:
+    """The best-scoring draft over a few match lengths.
 
-    A child needs ``count >= min_prob * out / prob``; when the most frequent one falls short,
-    the children are not scanned at all.
+    The longest match predicts best but leaves only ``limit - depth`` tokens of room below it;
+    a shorter one has room for the full budget. Both are tried (the first position, and the
+    first whose depth leaves room for ``max_spec``), longest first; ties keep the longer match.
     """
-    need = min_prob * _outgoing(node) / prob if prob > 0 else float("inf")
-    best = node.best
-    if best is None or best.count < need:
-        return []
-    return [c for c in node.children.values() if c.count >= need]
-
-
-def _outgoing(node: Node) -> int:
-    """Occurrences of ``node`` that something followed: the denominator of a child's probability.
-
-    A node's own count also includes occurrences at the very end of a sequence (nothing follows
-    them yet); dividing by the children's total keeps the probabilities of the choices summing to 1.
-    """
-    return max(node.out, 1)
+    best = Draft(source=source)
+    room = limit - config.max_spec
+    tried = 0
+    for pos in positions:
+        if tried and pos.depth > room:
+            continue
+        got = draft(pos, config, limit, source)
+        if got.score > best.score:
+            best = got
+        tried += 1
+        if pos.depth <= room or room <= 0 or tried >= 2:
+            break
+    return best
 
 
 class SuffixCache:
@@ -368,15 +605,13 @@ class SuffixCache:
         """The per-request draft or the global one, whichever has the higher score."""
         config = config or self.config
         req = self._request(rid)
-        own = Draft(source="request")
-        # The request tree's open suffixes end at the context's last token: the deepest one
-        # that occurred before (count > 1) has seen continuations.
-        for node in reversed(req.tree.open_nodes(0)):
-            if node.count > 1 and node.children:
-                own = draft(node, node.depth, config, "request")
-                break
-        found = req.matcher.longest()
-        other = draft(found, found.depth, config, "global") if found is not None else Draft(source="global")
+        limit = self.max_depth
+        # The request's repeated suffixes end at the context's end; the earlier occurrences'
+        # continuations are their children (the current one has none yet).
+        active = req.tree.active_nodes(0)
+        own_positions = (Position(n, None, n.depth) for n in reversed(active) if n.children)
+        own = best_draft(own_positions, config, limit, "request")
+        other = best_draft(req.matcher.candidates(), config, limit, "global")
         return own if own.score >= other.score else other
 
     def finish(self, rid: object) -> None:
@@ -390,6 +625,7 @@ class SuffixCache:
         self._serial += 1
         key = self._serial
         self.global_tree.add(key, output)
+        self.global_tree.close(key)
         self._order.append(key)
         while len(self._order) > self.max_cached:
             self.global_tree.remove(self._order.popleft())

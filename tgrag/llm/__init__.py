@@ -13,6 +13,7 @@ from .base import (
     create_llm,
     parse_json,
 )
+from .speculative import SpecDecodeCounts, SuffixSpeculation
 
 __all__ = [
     "LLM",
@@ -21,7 +22,9 @@ __all__ = [
     "GenerationParams",
     "LLMError",
     "Message",
+    "SpecDecodeCounts",
     "StructuredOutputError",
+    "SuffixSpeculation",
     "Usage",
     "chat_one",
     "create_llm",

