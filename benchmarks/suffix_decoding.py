@@ -48,7 +48,7 @@ from speculation.suffix_tree import SpeculationConfig, SuffixCache  # noqa: E402
 
 RECIPE = {"requests": 1200, "steps": 500, "seq_len": 384, "batch_size": 8, "seed": 0}
 # --quick on a fresh machine must train too and still finish in 3 minutes: fewer, shorter steps.
-QUICK_RECIPE = {**RECIPE, "steps": 150, "seq_len": 256}
+QUICK_RECIPE = {**RECIPE, "steps": 500, "seq_len": 256}
 TRAIN = RECIPE["requests"]  # the first requests train the model; the rest are never trained on
 WORKLOAD = TRAIN + 400  # one fixed workload, whatever the options, so the cached model fits it
 
