@@ -16,19 +16,18 @@ Measured:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import platform
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from report import emit, run_info  # noqa: E402
 
 from eval import protocols  # noqa: E402
 from eval.datasets import Dataset, by_period, ectqa, in_parts, timeqa  # noqa: E402
@@ -129,9 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     documents = ectqa.load_corpus(args.data)
     items = ectqa.load_questions(args.data / "questions.jsonl")
     result: dict[str, Any] = {
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "mode": "quick" if args.quick else "full",
+        **run_info(args.quick),
         "budget_tokens": args.budget,
     }
     with tempfile.TemporaryDirectory(prefix="tgrag-bench-") as tmp:
@@ -159,10 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         result["timeqa_answer_f1_tgrag"] = result["timeqa"]["tgrag"]["answer_f1"]
         result["timeqa_answer_f1_dense"] = result["timeqa"]["dense"]["answer_f1"]
     result["seconds"] = round(time.perf_counter() - started, 1)
-    line = json.dumps(result)
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2))
-    print(line)
+    emit(result, args.out)
     return 0
 
 

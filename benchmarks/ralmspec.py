@@ -30,13 +30,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
+from report import emit, run_info  # noqa: E402
 
 KINDS = ("exact", "hnsw", "bm25")
 
@@ -181,9 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = RalmConfig(stride=4, query_tokens=32, max_new_tokens=64 if not args.quick else 32)
     result: dict[str, Any] = {
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "mode": "quick" if args.quick else "full",
+        **run_info(args.quick),
         "passages": len(texts),
         "requests": requests,
         "model": "tiny Llama (tgrag.llm.tiny), 2 layers, trained 300 steps on 20,000 passages",
@@ -215,9 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         acceptance={k: v["acceptance"] for k, v in r.items()},
         strides={k: v["strides"] for k, v in r.items()},
     )
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result))
+    emit(result, args.out)
     return 0
 
 

@@ -22,24 +22,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import random
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
+from report import emit, run_info  # noqa: E402
 
 from tgrag.model import Document  # noqa: E402
 from tgrag.sdk import TemporalRAG  # noqa: E402
@@ -326,10 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (1 if args.quick else 3)
     name, docs, questions = corpus(args.data, args.quick)
     result: dict[str, Any] = {
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "mode": "quick" if args.quick else "full",
+        **run_info(args.quick),
         "corpus": name,
         "questions": len(questions),
     }
@@ -353,10 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             print("vLLM: tiny model server, tokens/s, ask latency ...", flush=True)
             result["vllm"] = with_vllm(store, questions, 10 if args.quick else 40, Path(tmp))
     print(table(result))
-    line = json.dumps(result)
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2))
-    print(line)
+    emit(result, args.out)
     return 0
 
 

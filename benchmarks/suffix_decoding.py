@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import agentic_workload  # noqa: E402
+from report import emit, run_info  # noqa: E402
 
 from speculation.suffix_tree import SpeculationConfig, SuffixCache  # noqa: E402
 
@@ -53,12 +52,11 @@ TRAIN = RECIPE["requests"]  # the first requests train the model; the rest are n
 WORKLOAD = TRAIN + 400  # one fixed workload, whatever the options, so the cached model fits it
 
 
-def render(tok: Any, messages: Any, reply: str | None = None) -> str:
-    conv = [{"role": m.role, "content": m.content} for m in messages]
-    if reply is None:
-        return str(tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True))
-    conv.append({"role": "assistant", "content": reply})
-    return str(tok.apply_chat_template(conv, tokenize=False))
+def prompt_ids(tok: Any, r: agentic_workload.Request) -> list[int]:
+    """The request's messages under the chat template, ready for the assistant's reply."""
+    conv = [{"role": m.role, "content": m.content} for m in r.messages]
+    text = tok.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
+    return list(tok(text, add_special_tokens=False)["input_ids"])
 
 
 def trained_model(cache: Path, requests: list[agentic_workload.Request], recipe: dict[str, int]) -> Path:
@@ -149,10 +147,12 @@ def run_decoding(
         "suffix_chain": TimedCache(SuffixCache(max_depth=64, max_cached=10_000, config=spec)),
     }
     decoders = {
-        name: SuffixDecoder(
-            model, cache, DecodeConfig(max_new_tokens=max_new, verify=name.split("_")[1], eos_token_id=eos)
-        )  # type: ignore[arg-type]
-        for name, cache in caches.items()
+        "suffix_tree": SuffixDecoder(
+            model, caches["suffix_tree"], DecodeConfig(max_new, "tree", eos_token_id=eos)
+        ),
+        "suffix_chain": SuffixDecoder(
+            model, caches["suffix_chain"], DecodeConfig(max_new, "chain", eos_token_id=eos)
+        ),
     }
 
     def hf(ids: list[int], **kw: Any) -> list[int]:
@@ -163,40 +163,38 @@ def run_decoding(
             out = model.generate(x, attention_mask=mask, max_new_tokens=max_new, do_sample=False, **kw)
         return [int(t) for t in out[0, len(ids) :]]
 
-    methods: dict[str, Any] = {
+    plain: dict[str, Any] = {
         "greedy": lambda ids: greedy_generate(model, ids, max_new, eos),
         "hf_greedy": lambda ids: hf(ids),
         "prompt_lookup": lambda ids: hf(ids, prompt_lookup_num_tokens=10),
-        "suffix_tree": None,
-        "suffix_chain": None,
     }
     # A running service's cache has seen earlier outputs: both suffix caches first decode the
     # warm-up requests (untimed, never the measured ones).
     for w, r in enumerate(warmup):
-        ids = tok(render(tok, r.messages), add_special_tokens=False)["input_ids"]
+        ids = prompt_ids(tok, r)
         for decoder in decoders.values():
             decoder.generate(f"warmup-{w}", ids)
     for cache in caches.values():
         cache.seconds = 0.0
-    seconds = dict.fromkeys(methods, 0.0)
+    names = [*plain, *decoders]
+    seconds = dict.fromkeys(names, 0.0)
     identical = True
     tokens = 0
-    steps = {"suffix_tree": 0, "suffix_chain": 0}
-    accepted = dict.fromkeys(steps, 0)
-    names = list(methods)
+    steps = dict.fromkeys(decoders, 0)
+    accepted = dict.fromkeys(decoders, 0)
     for i, r in enumerate(requests):
-        ids = tok(render(tok, r.messages), add_special_tokens=False)["input_ids"]
+        ids = prompt_ids(tok, r)
         outs = {}
         order = names[i % len(names) :] + names[: i % len(names)]  # rotate who goes first
         for name in order:
             t = time.perf_counter()
-            if name.startswith("suffix"):
+            if name in decoders:
                 res = decoders[name].generate(i, ids)
                 outs[name] = list(res.tokens)
                 steps[name] += res.stats.steps
                 accepted[name] += res.stats.accepted_tokens
             else:
-                outs[name] = methods[name](ids)
+                outs[name] = plain[name](ids)
             seconds[name] += time.perf_counter() - t
         ref = outs["greedy"]
         identical &= all(o == ref for o in outs.values())
@@ -232,7 +230,7 @@ def tree_stress(model_dir: Path, cached: int, replay: int) -> dict[str, Any]:
     tok = AutoTokenizer.from_pretrained(model_dir)
     requests = agentic_workload.build(cached + replay, seed=1)
     replies = [tok(r.reply + "</s>", add_special_tokens=False)["input_ids"] for r in requests]
-    prompts = [tok(render(tok, r.messages), add_special_tokens=False)["input_ids"] for r in requests]
+    prompts = [prompt_ids(tok, r) for r in requests]
     fill, test = replies[:cached], list(range(cached, len(replies)))
     out: dict[str, Any] = {
         "cached": cached,
@@ -304,8 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     recipe = QUICK_RECIPE if args.quick else RECIPE
     model_dir = trained_model(args.cache, requests, recipe)
     result: dict[str, Any] = {
-        "machine": f"{platform.machine()}, {platform.processor() or platform.system()}",
-        "date": datetime.now(timezone.utc).date().isoformat(),
+        **run_info(args.quick),
         "command": " ".join(
             ["python", "benchmarks/suffix_decoding.py", *(argv if argv is not None else sys.argv[1:])]
         ),
@@ -332,9 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         us_per_token_tree=result["tree_stress"]["tree"]["us_per_token"],
         wall_s=round(time.perf_counter() - started, 1),
     )
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result))
+    emit(result, args.out)
     return 0
 
 

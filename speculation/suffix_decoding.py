@@ -222,7 +222,7 @@ def keep_tree_entries(cache: Any, start: int, nodes: Sequence[int]) -> None:
         cache.crop(start + kept - total)  # transformers 5.24: a negative count of tokens to drop
 
 
-def verify_chain(
+def verify(
     model: CausalLM,
     cache: Any,
     pending: int,
@@ -230,41 +230,17 @@ def verify_chain(
     temperature: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> Acceptance:
-    """Verify a path draft with a plain causal forward; the cache ends at the accepted tokens."""
-    if not draft.is_path():
-        raise ValueError("verify_chain needs a path draft; take first_path(draft) of a tree")
-    return _verify(model, cache, pending, draft, temperature, generator, tree=False)
+    """One forward over ``[pending] + draft``, then keep what the model agrees with.
 
-
-def verify_tree(
-    model: CausalLM,
-    cache: Any,
-    pending: int,
-    draft: Draft,
-    temperature: float = 0.0,
-    generator: torch.Generator | None = None,
-) -> Acceptance:
-    """Verify a tree draft in one forward; the cache keeps only the accepted path's entries."""
-    check_draft(draft)
-    return _verify(model, cache, pending, draft, temperature, generator, tree=True)
-
-
-def _verify(
-    model: CausalLM,
-    cache: Any,
-    pending: int,
-    draft: Draft,
-    temperature: float,
-    generator: torch.Generator | None,
-    tree: bool,
-) -> Acceptance:
+    A path runs under the plain causal mask (it is its own tree mask), a tree under the tree
+    mask; either way the cache ends holding only the accepted path's entries. ``draft`` must be
+    well formed (``check_draft``).
+    """
     past = cache.get_seq_length()
-    # A path needs no mask of its own: the causal one is its tree mask.
-    logits = (
-        tree_logits(model, cache, pending, draft)
-        if tree
-        else _forward(model, cache, [pending, *draft.tokens])
-    )
+    if draft.is_path():
+        logits = _forward(model, cache, [pending, *draft.tokens])
+    else:
+        logits = tree_logits(model, cache, pending, draft)
     result = accept(logits, draft, temperature, generator)
     keep_tree_entries(cache, past + 1, result.nodes)
     return result
@@ -320,10 +296,7 @@ class SuffixDecoder:
                 if cfg.verify == "chain":
                     draft = first_path(draft)
                 draft = prune_depth(draft, remaining)
-                if draft.is_path():
-                    verdict = verify_chain(self.model, cache, pending, draft, cfg.temperature, generator)
-                else:
-                    verdict = verify_tree(self.model, cache, pending, draft, cfg.temperature, generator)
+                verdict = verify(self.model, cache, pending, draft, cfg.temperature, generator)
                 forwards += 1
                 steps += 1
                 drafts += bool(draft.tokens)

@@ -35,8 +35,9 @@ from speculation.suffix_decoding import (
     greedy_generate,
     new_cache,
     tree_logits,
-    verify_chain,
-    verify_tree,
+)
+from speculation.suffix_decoding import (
+    verify as verify_draft,
 )
 from speculation.suffix_tree import Draft, SpeculationConfig, SuffixCache
 
@@ -399,7 +400,7 @@ def test_cache_after_tree_acceptance_equals_plain_cache(model: LlamaForCausalLM,
     with torch.inference_mode():
         cache = new_cache(model)
         model(input_ids=torch.tensor([context[:-1]]), cache=cache, use_cache=True)
-        verdict = verify_tree(model, cache, context[-1], draft)
+        verdict = verify_draft(model, cache, context[-1], draft)
         assert list(verdict.emitted) == truth[: len(verdict.emitted)]
         assert len(verdict.tokens) == (6 if seed % 2 else 4)
         assert verdict.nodes != tuple(range(len(verdict.nodes)))  # a gather, not only a crop
@@ -418,7 +419,7 @@ def test_chain_verification_crops_the_cache(model: LlamaForCausalLM) -> None:
     with torch.inference_mode():
         cache = new_cache(model)
         model(input_ids=torch.tensor([context[:-1]]), cache=cache, use_cache=True)
-        verdict = verify_chain(model, cache, context[-1], draft)
+        verdict = verify_draft(model, cache, context[-1], draft)
     assert verdict == Acceptance((0, 1, 2), tuple(truth[:3]), truth[3])
     assert cache.get_seq_length() == len(context) + 3
 
@@ -597,8 +598,6 @@ def test_bad_input(model: LlamaForCausalLM) -> None:
         with pytest.raises(ValueError, match="draft"):
             SuffixDecoder(model, drafter, DecodeConfig(4)).generate(0, [1, 2])
         assert drafter.cancelled == [0] and drafter.finished == []
-    with torch.inference_mode(), pytest.raises(ValueError, match="path"):
-        verify_chain(model, new_cache(model), 1, Draft((1, 2), (-1, -1)))
     with pytest.raises(ValueError, match="temperature"):
         accept_sampled(torch.zeros(1, 4), Draft(), 0.0, torch.Generator())
     with pytest.raises(ValueError):
