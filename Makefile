@@ -28,6 +28,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# Hugging Face's `kernels` shares our package's import name; a venv made before transformers
+	# was pinned below 5.25 may still hold it (see pyproject.toml).
+	$(PY) -m pip uninstall --quiet -y kernels
 	touch $(STAMP)
 
 # About 2 minutes on a fresh machine (a 133 MB wheel plus dependencies, 3.4 GB installed).

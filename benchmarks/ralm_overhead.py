@@ -35,8 +35,10 @@ class FreeRetriever:
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         return [[Hit(i, 1.0 / (i + 1)) for i in range(k)] for _ in queries]
 
-    def rank_within(self, queries: Sequence[str], ids: Sequence[int]) -> list[list[Hit]]:
-        return [[Hit(i, 1.0 / (i + 1)) for i in sorted(ids)] for _ in queries]
+    def rank_within(
+        self, queries: Sequence[str], ids: Sequence[int], k: int | None = None
+    ) -> list[list[Hit]]:
+        return [[Hit(i, 1.0 / (i + 1)) for i in sorted(ids)][:k] for _ in queries]
 
     def text(self, doc_id: int) -> str:
         return f"doc {doc_id}"

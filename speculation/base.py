@@ -33,11 +33,15 @@ class Retriever(Protocol):
         """The top ``k`` documents of each query, best first, ties by smaller id."""
         ...
 
-    def rank_within(self, queries: Sequence[str], ids: Sequence[int]) -> list[list[Hit]]:
-        """Every id of ``ids`` scored as ``search`` scores it, best first, ties by smaller id.
+    def rank_within(
+        self, queries: Sequence[str], ids: Sequence[int], k: int | None = None
+    ) -> list[list[Hit]]:
+        """The ids of ``ids`` scored as ``search`` scores them, best first, ties by smaller id:
+        the best ``k`` of them, or all when ``k`` is None.
 
         Ids that ``search`` could never return for a query (a time-scoped retriever's documents
-        outside the query's scope) are left out.
+        outside the query's scope) are left out. A speculation needs only the best one, and a
+        retriever may save work when told so (``exact_top_hits``).
         """
         ...
 
@@ -61,3 +65,40 @@ def top_hits(ids: np.ndarray, scores: np.ndarray, k: int) -> list[Hit]:
         ids, scores = ids[keep], scores[keep]
     order = np.lexsort((ids, -scores))[:k]
     return [Hit(int(ids[i]), float(scores[i])) for i in order]
+
+
+# Unit roundoff of float32: a float32 dot product of length d is off by at most
+# gamma_d * sum|q_i v_i| <= gamma_d |q| |v| with gamma_d = d u / (1 - d u), in any summation order.
+_U32 = 2.0**-24
+
+
+def exact_top_hits(
+    query: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: int | None = None
+) -> list[Hit]:
+    """The best ``k`` (all when None) of ``ids`` by exact inner product with ``query``.
+
+    ``vectors`` holds the float32 rows of ``ids``. Exact means float64 products of the float32
+    inputs (exact) summed per row in one fixed order, so a score has the same bits whatever else
+    is scored with it. Only rows that a float32 screen cannot rule out are scored exactly: with
+    ``A`` the k-th best screened score and ``eps`` the screen's error bound, every true top-k row
+    screens at ``A - 2 eps`` or more, ties included. Scoring a request's whole cache exactly to
+    take its best one cost 1 ms for 320 rows; screened, a few dozen microseconds.
+    """
+    n = len(ids)
+    want = n if k is None else min(k, n)
+    if want <= 0:
+        return []
+    vecs = np.asarray(vectors, dtype=np.float32)
+    q32 = np.asarray(query, dtype=np.float32)
+    if want < n:
+        screened = vecs @ q32
+        d = vecs.shape[1]
+        gamma = d * _U32 / (1.0 - d * _U32)
+        # Row norms computed in float32 are themselves rounded: a 1% margin covers that.
+        norms = np.sqrt(np.einsum("ij,ij->i", vecs, vecs))
+        eps = 1.01 * gamma * float(np.linalg.norm(q32)) * float(norms.max())
+        kth = np.partition(screened, n - want)[n - want]
+        keep = np.flatnonzero(screened >= kth - 2.0 * eps)
+        ids, vecs = ids[keep], vecs[keep]
+    exact = (vecs.astype(np.float64) * q32.astype(np.float64)).sum(axis=1)
+    return top_hits(ids, exact, want)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from .base import Hit, Retriever, top_hits
+from .base import Hit, Retriever, exact_top_hits, top_hits
 
 Encoder = Callable[[list[str]], np.ndarray]
 
@@ -154,7 +154,7 @@ class DenseRetriever:
         q = self._encode(queries)
         if self._screen is not None:
             rows = self._screen.candidates(q, min(k, n))
-            return [top_hits(cand, self._exact(vec, cand), k) for vec, cand in zip(q, rows, strict=True)]
+            return [self._top(vec, cand, k) for vec, cand in zip(q, rows, strict=True)]
         fetch = min(n, max(k + self._pad, self._floor))
         if self._blas_batch is not None and len(queries) >= self._blas_batch:
             found = self._blas_candidates(q, fetch)
@@ -166,15 +166,17 @@ class DenseRetriever:
         out = []
         for vec, row in zip(q, found, strict=True):
             cand = row[row >= 0].astype(np.int64)
-            out.append(top_hits(cand, self._exact(vec, cand), k))
+            out.append(self._top(vec, cand, k))
         return out
 
-    def rank_within(self, queries: Sequence[str], ids: Sequence[int]) -> list[list[Hit]]:
+    def rank_within(
+        self, queries: Sequence[str], ids: Sequence[int], k: int | None = None
+    ) -> list[list[Hit]]:
         cand = _checked_ids(ids, len(self._vectors))
         if not queries:
             return []
         q = self._encode(queries)
-        return [top_hits(cand, self._exact(vec, cand), len(cand)) for vec in q]
+        return [self._top(vec, cand, k) for vec in q]
 
     def text(self, doc_id: int) -> str:
         return self._texts[_checked_id(doc_id, len(self._texts))]
@@ -195,9 +197,9 @@ class DenseRetriever:
                 scores = np.stack([row[i] for row, i in zip(scores, keep, strict=True)])
         return ids
 
-    def _exact(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        # Exact float32 products in float64, summed per row: the same bits whatever the batch.
-        return (self._vectors[ids].astype(np.float64) * query.astype(np.float64)).sum(axis=1)
+    def _top(self, query: np.ndarray, ids: np.ndarray, k: int | None) -> list[Hit]:
+        # Exact scores (float64 sums per row): the same bits whatever the batch.
+        return exact_top_hits(query, ids, self._vectors[ids], k)
 
     def _encode(self, queries: Sequence[str]) -> np.ndarray:
         d = self._vectors.shape[1]
@@ -281,12 +283,15 @@ class BM25Retriever:
         ids = np.arange(n, dtype=np.int64)
         return [top_hits(ids, scores[:, j], k) for j in range(len(queries))]
 
-    def rank_within(self, queries: Sequence[str], ids: Sequence[int]) -> list[list[Hit]]:
+    def rank_within(
+        self, queries: Sequence[str], ids: Sequence[int], k: int | None = None
+    ) -> list[list[Hit]]:
         cand = _checked_ids(ids, len(self._texts))
         if not queries:
             return []
         scores = self._scores(self._w[cand], queries)
-        return [top_hits(cand, scores[:, j], len(cand)) for j in range(len(queries))]
+        want = len(cand) if k is None else k
+        return [top_hits(cand, scores[:, j], want) for j in range(len(queries))]
 
     def text(self, doc_id: int) -> str:
         return self._texts[_checked_id(doc_id, len(self._texts))]

@@ -35,6 +35,7 @@ from speculation import (
     tokenize,
     top_hits,
 )
+from speculation.base import exact_top_hits
 from speculation.scheduler import async_cost, expected_steps, sync_cost
 
 REPO = Path(__file__).resolve().parents[1]
@@ -137,8 +138,10 @@ class Liar:
     def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         return self.inner.search(queries, k)
 
-    def rank_within(self, queries: Sequence[str], ids: Sequence[int]) -> list[list[Hit]]:
-        return [hits[::-1] for hits in self.inner.rank_within(queries, ids)]
+    def rank_within(
+        self, queries: Sequence[str], ids: Sequence[int], k: int | None = None
+    ) -> list[list[Hit]]:
+        return [hits[::-1][:k] for hits in self.inner.rank_within(queries, ids)]
 
     def text(self, doc_id: int) -> str:
         return self.inner.text(doc_id)
@@ -160,8 +163,10 @@ class Jittery:
         time.sleep(pause)
         return self.inner.search(queries, k)
 
-    def rank_within(self, queries: Sequence[str], ids: Sequence[int]) -> list[list[Hit]]:
-        return self.inner.rank_within(queries, ids)
+    def rank_within(
+        self, queries: Sequence[str], ids: Sequence[int], k: int | None = None
+    ) -> list[list[Hit]]:
+        return self.inner.rank_within(queries, ids, k)
 
     def text(self, doc_id: int) -> str:
         return self.inner.text(doc_id)
@@ -183,8 +188,10 @@ class Slow:
         time.sleep(self.pause)
         return [self._rank(range(min(k, len(self.texts)))) for _ in queries]
 
-    def rank_within(self, queries: Sequence[str], ids: Sequence[int]) -> list[list[Hit]]:
-        return [self._rank(ids) for _ in queries]
+    def rank_within(
+        self, queries: Sequence[str], ids: Sequence[int], k: int | None = None
+    ) -> list[list[Hit]]:
+        return [self._rank(ids)[:k] for _ in queries]
 
     def text(self, doc_id: int) -> str:
         return self.texts[doc_id]
@@ -338,6 +345,38 @@ def test_bf16_screen_is_exact_on_near_ties(seed: int) -> None:
     assert ranking.index(109) - ranking.index(90) == 10  # and nothing between them
     with pytest.raises(ValueError, match="flat only"):
         DenseRetriever(vecs, encode, kind="hnsw", texts=[str(i) for i in range(3000)], screen="bf16")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_screened_exact_top_hits_equal_float64_brute_force(seed: int) -> None:
+    """Near-ties far below float32's resolution, exact duplicates and scaled rows: the float32
+    screen never drops a row of the exact top k, and ties still go to the smaller id."""
+    rng = np.random.default_rng(seed)
+    d = int(rng.choice([7, 48, 384]))
+    centres = rng.standard_normal((3, d))
+    vecs = centres[rng.integers(0, 3, 400)] + rng.standard_normal((400, d)) * 10.0 ** rng.uniform(-7, -1)
+    vecs[50:60] = vecs[40]
+    vecs *= rng.uniform(0.5, 3.0, (400, 1))  # not unit norm: the bound must scale with the rows
+    vecs = vecs.astype(np.float32)
+    ids = rng.permutation(10_000)[:400].astype(np.int64)
+    for query in (vecs[40], centres[0].astype(np.float32), rng.standard_normal(d).astype(np.float32)):
+        exact = (vecs.astype(np.float64) * query.astype(np.float64)).sum(axis=1)
+        order = np.lexsort((ids, -exact))
+        for k in (1, 2, 5, 11, 64, 399, 400, 1000, None):
+            hits = exact_top_hits(query, ids, vecs, k)
+            want = order[: 400 if k is None else k]
+            assert [h.id for h in hits] == ids[want].tolist(), (k, d)
+            assert [h.score for h in hits] == exact[want].tolist()
+    assert exact_top_hits(vecs[0], ids[:0], vecs[:0], 3) == []
+
+
+def test_rank_within_k_is_the_head_of_the_full_ranking(retrievers: dict[str, Retriever]) -> None:
+    for kind, retriever in retrievers.items():
+        for query in ["revenue growth quarter", "club team played", "unseen words only"]:
+            ids = list(range(0, 300, 3))
+            full = retriever.rank_within([query], ids)[0]
+            for k in (1, 2, 7):
+                assert retriever.rank_within([query], ids, k)[0] == full[:k], (kind, k)
 
 
 def test_hnsw_top1_is_its_own_best_candidate(retrievers: dict[str, Retriever]) -> None:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from speculation.base import Hit, top_hits
+from speculation.base import Hit, exact_top_hits
 
 from .errors import InputError
 from .retrieve import as_timestamp
@@ -79,10 +79,12 @@ class StoreRetriever:
                 continue
             _, found = self._ws.indexes.vectors["fact"].search(vec, min(len(allowed), k + self._pad), allowed)
             cand = found[0][found[0] >= 0].astype(np.int64)
-            out.append(top_hits(cand, self._exact(vec, cand), k))
+            out.append(self._top(vec, cand, k))
         return out
 
-    def rank_within(self, queries: Sequence[str], ids: Sequence[int]) -> list[list[Hit]]:
+    def rank_within(
+        self, queries: Sequence[str], ids: Sequence[int], k: int | None = None
+    ) -> list[list[Hit]]:
         catalog = self._ws.indexes.catalog
         rows = {int(i): catalog.row(int(i)) for i in ids}
         out = []
@@ -92,7 +94,7 @@ class StoreRetriever:
             cand = np.array(
                 sorted(i for i, r in rows.items() if r is not None and visible[r]), dtype=np.int64
             )
-            out.append(top_hits(cand, self._exact(vec, cand), len(cand)))
+            out.append(self._top(vec, cand, k))
         return out
 
     def text(self, doc_id: int) -> str:
@@ -127,9 +129,9 @@ class StoreRetriever:
                 self._cache.popitem(last=False)
         return vec, visible
 
-    def _exact(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    def _top(self, query: np.ndarray, ids: np.ndarray, k: int | None) -> list[Hit]:
         if len(ids) == 0:
-            return np.zeros(0)
+            return []
         vecs = self._ws.indexes.vectors["fact"].vectors(ids)  # type: ignore[attr-defined]
-        # Products in float64 summed per row: the same bits whatever else is in the batch.
-        return (np.asarray(vecs, dtype=np.float64) * query.astype(np.float64)).sum(axis=1)
+        # Exact scores (float64 sums per row): the same bits whatever else is in the batch.
+        return exact_top_hits(query, ids, vecs, k)
