@@ -62,7 +62,7 @@ demo: install
 
 test: install vllm-env
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy tgrag speculation
+	$(VENV)/bin/mypy tgrag speculation memory kernels
 	$(PY) -m pytest -q
 
 lint: install
@@ -70,7 +70,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 typecheck: install
-	$(VENV)/bin/mypy tgrag speculation
+	$(VENV)/bin/mypy tgrag speculation memory kernels
 
 bench-core: install
 	$(PY) benchmarks/core.py --quick

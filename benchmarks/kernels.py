@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# The repository root goes first: this script's own name would otherwise shadow the package.
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))
 
 from kernel_ops.timing import OpResult, device_name, fmt_rows  # noqa: E402
 from report import emit, run_info  # noqa: E402

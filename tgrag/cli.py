@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
         "--ingested-at", help="record this as the ingest time (for as-of replays), e.g. 2024-05-07"
     )
     ing.add_argument("--json", action="store_true", help="print the report as JSON")
+    ing.add_argument(
+        "--vector-index",
+        help="vector index to build and keep: faiss-flat (exact) or codebook[:OPTIONS] (compressed, "
+        "about 1%% of float32; e.g. codebook:m=16,rerank=100). Later commands use the store's choice.",
+    )
     ing.add_argument("paths", nargs="+", type=Path)
 
     for name, helptext in (("query", "show the evidence for a question"), ("ask", "answer a question")):
@@ -119,12 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _open(store: Path, must_exist: bool = True):
+def _open(store: Path, must_exist: bool = True, vector_index: str | None = None):
+    from .config import Config
     from .sdk import TemporalRAG
 
     if must_exist and not (store / "store.sqlite").exists():
         raise InputError(f"no store at {store} (create one with: tgrag ingest --store {store} FILES)")
-    return TemporalRAG.open(store)
+    return TemporalRAG.open(store, Config(vector_index=vector_index))
 
 
 def _date_arg(value: str | None, name: str) -> date | None:
@@ -152,7 +158,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             raise InputError(f"no such file: {path}")
     ingested = _date_arg(args.ingested_at, "--ingested-at")
     at = datetime(ingested.year, ingested.month, ingested.day) if ingested else None
-    with _open(args.store, must_exist=False) as rag:
+    with _open(args.store, must_exist=False, vector_index=args.vector_index) as rag:
         bar = _progress(args, "documents")
         try:
             report = rag.ingest(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+DEFAULT_VECTOR_INDEX = "faiss-flat"
+
 
 @dataclass(frozen=True)
 class IngestConfig:
@@ -37,7 +39,10 @@ class RetrievalConfig:
 class Config:
     embedder: str = "minilm"
     extractor: str = "rules"
-    vector_index: str = "faiss-flat"  # the registry name of the vector index behind every kind
+    # The vector index behind every kind, by registry spec: "faiss-flat" (exact) or "codebook"
+    # (the compressed memory bank, e.g. "codebook:m=16,rerank=100"). None: the one the store was
+    # last written with (faiss-flat for a new store). Another spec rebuilds the indexes from SQLite.
+    vector_index: str | None = None
     llm: str = "extractive"  # the LLM spec ``ask`` uses (see tgrag.llm); extractive needs no model
     max_iter: int = 4  # retrieval rounds of the Auto-RAG loop
     ingest: IngestConfig = field(default_factory=IngestConfig)

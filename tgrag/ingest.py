@@ -211,7 +211,7 @@ def _ingest_batch(ws: Workspace, docs: list[Document], ingested_at: list[datetim
     vectors = _embed_fact_texts(ws, prepared)
     try:
         with ws.store.transaction():
-            ws.record_embedder()
+            ws.record_choices()
             written = _write_batch(ws, prepared, vectors, ingested_at)
     except BaseException:
         ws.reload()  # entity additions were applied in memory; the store rolled back, so reload

@@ -103,6 +103,7 @@ class TemporalRAG:
             resolved = ws.store.document_id_for_key(doc_id) or doc_id
             with ws.store.transaction():
                 outcome = ws.store.delete_document(resolved)
+                ws.record_choices()
             if outcome is None:
                 return None
             idx = ws.indexes

@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config
+from .config import DEFAULT_VECTOR_INDEX, Config
 from .embed import Embedder
 from .errors import StoreConfigMismatch
 from .extract import Extractor
@@ -57,11 +57,20 @@ class Workspace:
     def save_indexes(self) -> None:
         self.indexes.save(self.path / INDEX_DIR, self.store.generation())
 
-    def record_embedder(self) -> None:
+    def record_choices(self) -> None:
+        """Inside a write: the embedder the store is built with, and the vector index it runs on
+        (later opens that name none use it)."""
         if self.store.get_meta("embedder") is None:
             self.store.set_meta("embedder", self.embedder.name)
             self.store.set_meta("dim", str(self.embedder.dim))
+        if self.store.get_meta("vector_index") != self.indexes.vector_spec:
+            self.store.set_meta("vector_index", self.indexes.vector_spec)
+
+
+def vector_index_spec(config: Config, store: GraphStore) -> str:
+    """The configured vector index, else the one the store was last written with, else faiss flat."""
+    return config.vector_index or store.get_meta("vector_index") or DEFAULT_VECTOR_INDEX
 
 
 def _open_indexes(store: GraphStore, path: Path, embedder: Embedder, config: Config) -> DerivedIndexes:
-    return DerivedIndexes.open(store, path / INDEX_DIR, embedder.dim, config.vector_index)
+    return DerivedIndexes.open(store, path / INDEX_DIR, embedder.dim, vector_index_spec(config, store))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -58,6 +59,16 @@ def median_ms(fn: Callable[[int], object], inputs: int, warmup: int = 3, reps: i
             fn(i % inputs)
             times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
+
+
+@functools.cache
+def copy_bandwidth() -> float:
+    """Device copy bandwidth in bytes/s (read + write) of one large torch copy, measured once a
+    run: every op's bandwidth floor is taken against it."""
+    src = torch.empty(1 << 28, dtype=torch.bfloat16, device="cuda")  # 512 MiB, far past L2
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda i: dst.copy_(src), 1, warmup=3, reps=10)
+    return 2 * src.numel() * src.element_size() / (ms * 1e-3)
 
 
 def device_name() -> str:

@@ -19,6 +19,7 @@ from ..fsutil import atomic_write_bytes
 from ..model import EntityType, TimeInterval, TimeNode
 from ..store.base import FactRow, GraphStore
 from ..text import fold, name_key, with_subject
+from . import compressed  # noqa: F401  (registers the "codebook" vector index)
 from .catalog import FactCatalog
 from .lexical import BM25Index, KeyedBM25
 from .vector import VECTOR_INDEXES, VectorIndex
