@@ -242,7 +242,7 @@ def test_attention_readout_equals_brute_force(metric: str, monkeypatch: pytest.M
 
 
 def test_stats_report_compression() -> None:
-    cfg = CodebookConfig(dim=384, m=16, nbits=8)
+    cfg = CodebookConfig(dim=384, m=16, nbits=8, stages=1)
     bank = CodebookMemory(cfg)
     rng = np.random.default_rng(16)
     bank.add(np.arange(300), clustered(300, 384, rng))
@@ -250,6 +250,8 @@ def test_stats_report_compression() -> None:
     assert st_.count == 300 and st_.code_bytes_per_vector == 16
     assert st_.bytes_per_vector_ratio == pytest.approx(16 / 1536) and st_.bytes_per_vector_ratio <= 0.011
     assert st_.upkeep_seconds > 0
+    default = CodebookConfig(dim=384)  # two residual stages of 8 codes: the same 16 bytes
+    assert default.code_bytes_per_vector == 16 and default.rotation
     assert bank.search(np.zeros((1, 384), np.float32), 400)[1][0, 300:].tolist() == [-1] * 100
 
 
