@@ -7,52 +7,25 @@ set before the kernel module is imported (triton reads it when a kernel is decor
 
 from __future__ import annotations
 
-import os
-
-import torch
-
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 import kernels.attention_scan as scan
 from kernels.attention_scan import ScanState, attention_scan
 from kernels.attention_scan.reference import attention_scan_naive, attention_scan_reference
 
-CUDA = torch.cuda.is_available()
-DEVICE = "cuda" if CUDA else "cpu"
-gpu = pytest.mark.gpu
-needs_cuda = pytest.mark.skipif(not CUDA, reason="needs CUDA")
+from .kernel_support import DEVICE, gpu, needs_cuda, rel_rms  # sets TRITON_INTERPRET (kernels load lazily)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def tri() -> Any:
     return pytest.importorskip("kernels.attention_scan.triton")
-
-
-def rel_rms(got: torch.Tensor, want: torch.Tensor) -> float:
-    got, want = got.double(), want.double()
-    return ((got - want).pow(2).mean().sqrt() / want.pow(2).mean().sqrt().clamp_min(1e-30)).item()
-
-
-@pytest.fixture
-def nan_outputs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every float tensor the wrapper allocates (the final state) starts as NaN."""
-    empty = torch.empty
-
-    def poisoned(*a: object, **kw: object) -> torch.Tensor:
-        t = empty(*a, **kw)  # type: ignore[call-overload]
-        return t.fill_(float("nan")) if t.is_floating_point() else t
-
-    monkeypatch.setattr(torch, "empty", poisoned)
-    yield
 
 
 def qkv(

@@ -7,16 +7,8 @@ set before the kernel module is imported (triton reads it when a kernel is decor
 
 from __future__ import annotations
 
-import os
-
-import torch
-
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-from collections.abc import Iterator
-
 import pytest
+import torch
 
 import kernels.prefix_linear_attention as pla
 from kernels.prefix_linear_attention import (
@@ -29,29 +21,7 @@ from kernels.prefix_linear_attention.reference import (
     prefix_state,
 )
 
-CUDA = torch.cuda.is_available()
-DEVICE = "cuda" if CUDA else "cpu"
-gpu = pytest.mark.gpu
-needs_cuda = pytest.mark.skipif(not CUDA, reason="needs CUDA")
-
-
-def rel_rms(got: torch.Tensor, want: torch.Tensor) -> float:
-    got, want = got.double(), want.double()
-    return ((got - want).pow(2).mean().sqrt() / want.pow(2).mean().sqrt().clamp_min(1e-30)).item()
-
-
-@pytest.fixture
-def nan_outputs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every float tensor the wrappers allocate starts as NaN, so an element the kernel never
-    writes (output or final state) fails the comparison instead of passing by luck."""
-    empty, empty_like = torch.empty, torch.empty_like
-
-    def poisoned(t: torch.Tensor) -> torch.Tensor:
-        return t.fill_(float("nan")) if t.is_floating_point() else t
-
-    monkeypatch.setattr(torch, "empty", lambda *a, **kw: poisoned(empty(*a, **kw)))
-    monkeypatch.setattr(torch, "empty_like", lambda *a, **kw: poisoned(empty_like(*a, **kw)))
-    yield
+from .kernel_support import DEVICE, gpu, needs_cuda, rel_rms  # sets TRITON_INTERPRET (kernels load lazily)
 
 
 def qkv(B: int, H: int, T: int, dk: int, dv: int, seed: int = 0, dtype: torch.dtype = torch.float32):
