@@ -129,8 +129,6 @@ class _Run:
     speculated: int = 0
     rollbacks: int = 0
     batches: list[int] = field(default_factory=list)
-    # Start of the wall time that speculation is accountable for: the last settle or plain step.
-    mark: float = field(default_factory=time.perf_counter)
 
     def finished(self) -> bool:
         return self.req.done(self.tokens, bool(self.steps) and self.steps[-1].ended)
@@ -149,7 +147,6 @@ class _Run:
         if guess.exact:
             self.retrievals += 1
             self.spec.scheduler.record_step(generation)
-            self.mark = time.perf_counter()
         else:
             self.speculated += 1
             self.spec.scheduler.record_step(generation, guessed - begin)
@@ -170,26 +167,19 @@ class _Run:
         return _Flight(done, batch)
 
     def settle(self, flight: _Flight) -> None:
-        """Accept the verified prefix; at the first wrong guess, roll back and redo that step.
-
-        The wall time since the last settle (or plain step) is what committing these steps
-        cost: the scheduler compares it with a plain step's."""
+        """Accept the verified prefix; at the first wrong guess, roll back and redo that step."""
         truths = flight.future.result()
-        committed = len(flight.steps)
-        for accepted, (i, truth) in enumerate(zip(flight.steps, truths, strict=True)):
+        accepted = 0
+        for i, truth in zip(flight.steps, truths, strict=True):
             step = self.steps[i]
             step.in_flight = False
             if step.doc != truth.id:
                 self.spec.scheduler.record_outcome(accepted, accepted + 1)
                 self._redo(i, truth)
-                committed = accepted + 1
-                break
+                return
             step.verified = True
-        else:
-            self.spec.scheduler.record_outcome(committed, committed)
-        now = time.perf_counter()
-        self.spec.scheduler.record_round(now - self.mark, committed)
-        self.mark = now
+            accepted += 1
+        self.spec.scheduler.record_outcome(accepted, accepted)
 
     def _redo(self, i: int, truth: Hit) -> None:
         step = self.steps[i]

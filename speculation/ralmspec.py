@@ -91,7 +91,6 @@ class SpeculativeRetriever:
         self._lock = threading.Lock()
         self._pending: list[Pending] = []
         self._last_step: float | None = None
-        self._round_start: float | None = None  # when the first unverified guess was made
 
     def reset(self) -> None:
         """Start a new request: empty the cache and forget pending queries (scheduler stats stay)."""
@@ -99,7 +98,6 @@ class SpeculativeRetriever:
             self._cache.clear()
         self._pending.clear()
         self._last_step = None
-        self._round_start = None
 
     @property
     def cache_ids(self) -> tuple[int, ...]:
@@ -153,8 +151,6 @@ class SpeculativeRetriever:
         if self._last_step is not None:
             self.scheduler.record_step(start - self._last_step, None if guess.exact else end - start)
         self._last_step = end
-        if not guess.exact and self._round_start is None:
-            self._round_start = start
         self._pending.append(Pending(query, guess))
         return guess.hit
 
@@ -181,11 +177,6 @@ class SpeculativeRetriever:
         mismatch = next((i for i, p in enumerate(pending) if p.guess.hit.id != truths[i].id), None)
         right = sum(1 for i in judged if mismatch is None or i < mismatch)
         self.scheduler.record_outcome(right, right + (mismatch is not None))
-        if judged and self._round_start is not None:
-            # Steps from the first guess to the mismatch (redone by the caller) or the end.
-            committed = (len(pending) if mismatch is None else mismatch + 1) - judged[0]
-            self.scheduler.record_round(time.perf_counter() - self._round_start, committed)
-        self._round_start = None
         return Verdict(
             queries=tuple(p.query for p in pending),
             guesses=tuple(p.guess.hit for p in pending),

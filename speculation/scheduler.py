@@ -44,11 +44,6 @@ class Scheduler(Protocol):
         """A verification found ``accepted`` correct speculations among ``checked`` judged ones."""
         ...
 
-    def record_round(self, seconds: float, steps: int) -> None:
-        """Speculating took ``seconds`` of wall time, everything included, to commit ``steps``
-        steps: what the cost model predicts, as it really came out."""
-        ...
-
 
 @dataclass
 class FixedStride:
@@ -75,9 +70,6 @@ class FixedStride:
     def record_outcome(self, accepted: int, checked: int) -> None:
         pass
 
-    def record_round(self, seconds: float, steps: int) -> None:
-        pass
-
 
 @dataclass(frozen=True)
 class Estimates:
@@ -93,7 +85,6 @@ class Estimates:
     speculation_seconds: float | None = None
     retrieval_seconds: float | None = None
     verifications: tuple[tuple[int, float], ...] = ()
-    realized_step_seconds: float | None = None  # wall seconds per step committed by speculating
 
     @property
     def step_seconds(self) -> float | None:
@@ -191,17 +182,11 @@ class OS3Scheduler:
         prior_acceptance: float = 0.5,
         timing_window: int = 16,
         min_gain: float = 0.05,
-        probe_every: int = 64,
     ) -> None:
         if max_stride < 1 or window < 1 or timing_window < 1:
             raise ValueError("max_stride, window and timing_window must be at least 1")
         if not 0.0 <= min_gain < 1.0:
             raise ValueError("min_gain must be in [0, 1)")
-        if probe_every < 1:
-            raise ValueError("probe_every must be at least 1")
-        self.probe_every = probe_every
-        self._rounds: deque[tuple[float, int]] = deque(maxlen=window)
-        self._plain_since_round = 0
         self.max_stride = max_stride
         self.min_gain = min_gain
         self.initial_stride = min(max(1, initial_stride), max_stride)
@@ -223,7 +208,6 @@ class OS3Scheduler:
     def record_retrieval(self, seconds: float) -> None:
         with self._lock:
             self._retrieval.append(max(0.0, seconds))
-            self._plain_since_round += 1
 
     def record_verification(self, seconds: float, queries: int = 1) -> None:
         with self._lock:
@@ -234,12 +218,6 @@ class OS3Scheduler:
             with self._lock:
                 self._outcomes.append((min(max(accepted, 0), checked), checked))
 
-    def record_round(self, seconds: float, steps: int) -> None:
-        if steps > 0:
-            with self._lock:
-                self._rounds.append((max(0.0, seconds), steps))
-                self._plain_since_round = 0
-
     def estimates(self) -> Estimates:
         with self._lock:
             checked = sum(c for _, c in self._outcomes)
@@ -249,11 +227,8 @@ class OS3Scheduler:
             by_size: dict[int, list[float]] = {}
             for n, t in self._verifications:
                 by_size.setdefault(n, []).append(t)
-            realized = None
-            if len(self._rounds) == self._rounds.maxlen:
-                realized = sum(t for t, _ in self._rounds) / sum(n for _, n in self._rounds)
         verifications = tuple((n, sum(ts) / len(ts)) for n, ts in sorted(by_size.items()))
-        return Estimates(gamma, g, c, r, verifications, realized)
+        return Estimates(gamma, g, c, r, verifications)
 
     def stride(self, asynchronous: bool = False) -> int:
         est = self.estimates()
@@ -271,14 +246,6 @@ class OS3Scheduler:
         plain = est.plain_step_seconds
         if plain is not None and best >= (1.0 - self.min_gain) * plain:
             return 0  # speculation would not pay for itself: retrieve for real
-        realized = est.realized_step_seconds
-        if (
-            plain is not None
-            and realized is not None
-            and realized >= (1.0 - self.min_gain) * plain
-            and self._plain_since_round < self.probe_every
-        ):
-            return 0  # the model said it would pay; measured, it did not
         # A relative tolerance, so that float noise between equal costs cannot pick a longer stride.
         return next(s for s, c in enumerate(per_step, start=1) if c <= best * (1 + 1e-9))
 
