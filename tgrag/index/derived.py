@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import DEFAULT_VECTOR_INDEX
 from ..fsutil import atomic_write_bytes
 from ..model import EntityType, TimeInterval, TimeNode
 from ..store.base import FactRow, GraphStore
@@ -38,7 +39,7 @@ class NodeEntry:
 
 
 class DerivedIndexes:
-    def __init__(self, dim: int, vector_spec: str = "faiss-flat") -> None:
+    def __init__(self, dim: int, vector_spec: str = DEFAULT_VECTOR_INDEX) -> None:
         self.dim = dim
         self.vector_spec = vector_spec
         self.catalog = FactCatalog()
@@ -56,7 +57,7 @@ class DerivedIndexes:
     # ---- open / rebuild / save ------------------------------------------------------------------
     @classmethod
     def open(
-        cls, store: GraphStore, folder: Path, dim: int, vector_spec: str = "faiss-flat"
+        cls, store: GraphStore, folder: Path, dim: int, vector_spec: str = DEFAULT_VECTOR_INDEX
     ) -> DerivedIndexes:
         generation = store.generation()
         index = cls(dim, vector_spec)
