@@ -58,7 +58,7 @@ class FreeGenerator:
 class Off(FixedStride):
     """Speculation off: every step retrieves for real."""
 
-    def stride(self, asynchronous: bool = False) -> int:
+    def stride(self, asynchronous: bool = False, remaining: int | None = None) -> int:
         return 0
 
 

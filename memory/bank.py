@@ -1,7 +1,9 @@
 """CodebookMemory: a vector memory stored as codebook indices that keeps learning (MBC-style).
 
-add:    validate -> learn (online codebook update -> dead-code reset -> re-encode stale codes)
-        -> encode the new batch -> append codes (and exact vectors, when a folder is given)
+add:    validate -> learn (online codebook update -> dead-code reset -> re-encode stale codes;
+        or, at a refit point, rotation and codebooks learned afresh on a sample of the kept
+        exact vectors -> every code re-encoded) -> encode the new batch -> append codes (and
+        exact vectors, when a folder is given)
 search: lookup tables -> ADC over the codes -> top-k -> exact re-rank from the kept vectors
 """
 
@@ -68,6 +70,11 @@ class CodebookMemory:
         self._xnorms: np.ndarray | None = None  # ||decoded||^2 cache for L2
         self._reencoded_total = 0
         self._upkeep = 0.0
+        # Refit schedule: the bank's size at the last fit, and the level of recent batches'
+        # relative reconstruction error (for shift refits).
+        self._fit_count = 0
+        self._refits = 0
+        self._level = -1.0  # -1: not measured yet
 
     # -- properties ---------------------------------------------------------------------
     @property
@@ -159,17 +166,80 @@ class CodebookMemory:
 
     def learn(self, vectors: Any) -> None:
         """One online codebook update from ``vectors`` without storing them: codeword update,
-        dead-code reset and the re-encoding policy. The first call initialises by k-means."""
+        dead-code reset and the re-encoding policy. The first call initialises by k-means; a
+        call that reaches a refit point (growth or shift, see ``CodebookConfig``) refits the
+        rotation and codebooks on a sample of the kept vectors plus ``vectors`` instead."""
         x = as_vectors(vectors, self.dim)
         if len(x) == 0:
             return
         t0 = time.perf_counter()
-        old, moved, _ = self._quant.learn(x, self._occupancy_share())
-        self._reencode(old, moved)
+        if not self._quant.trained:
+            self._quant.learn(x, self._occupancy_share())
+            self._fitted(len(x))
+        elif due := self._refit_due(x):
+            self._refit(x, warm=due == "growth")
+        else:
+            old, moved, _ = self._quant.learn(x, self._occupancy_share())
+            self._reencode(old, moved, len(x))
         self._xnorms = None
         self._upkeep += time.perf_counter() - t0
 
-    def _reencode(self, old: np.ndarray, moved: np.ndarray) -> None:
+    def _fitted(self, extra: int, shifted: bool = False) -> None:
+        self._fit_count = self._n + extra
+        if shifted:  # the new data sets its own level
+            self._level = -1.0
+
+    def _refit_due(self, x: np.ndarray) -> str | None:
+        """Why learning from ``x`` should refit, if it should: "growth" once the bank (with
+        ``x``) has grown ``refit_growth`` times since the last fit; "shift" when the codebooks
+        serve ``x`` ``refit_shift`` times worse than the level of recent batches. A refit
+        reads the kept exact vectors, so a bank without a folder never refits."""
+        c = self._config
+        if self._store is None or (c.refit_growth == 0 and c.refit_shift == 0):
+            return None
+        size = self._n + len(x)
+        shifted = False
+        if c.refit_shift:
+            # The level: an average of recent batches' relative errors, each weighing its size
+            # against half the bank's (so it follows the last few batches, whatever their size).
+            rel = self._quant.relative_error(x)
+            level = self._level
+            if level < 0:
+                self._level = rel
+            else:
+                alpha = len(x) / (len(x) + 0.5 * max(self._n, 1))
+                self._level = (1.0 - alpha) * level + alpha * rel
+                # Not until the bank has grown by a tenth since the last fit, so the
+                # tail of a shift does not refit batch after batch.
+                shifted = rel > c.refit_shift * level and size >= 1.1 * self._fit_count
+        if shifted:
+            return "shift"
+        if c.refit_growth and size >= c.refit_growth * self._fit_count:
+            return "growth"
+        return None
+
+    def _refit(self, x: np.ndarray, warm: bool) -> None:
+        """Rotation and codebooks learned afresh on a uniform sample of the stored exact vectors
+        and ``x``, then every stored code re-encoded from its exact vector."""
+        assert self._store is not None
+        c = self._config
+        n = self._n
+        take = min(c.refit_sample, n + len(x))
+        pick = np.sort(self._rng.choice(n + len(x), size=take, replace=False))
+        stored, new = pick[pick < n], pick[pick >= n] - n
+        sample = np.concatenate([self._store.get(self._rows[stored]), x[new]])
+        self._quant.refit(sample, warm)
+        codes, rows = self._codes[:n], self._rows[:n]
+        for lo in range(0, n, _REENCODE_BLOCK):
+            codes[lo : lo + _REENCODE_BLOCK] = self._quant.encode(
+                self._store.get(rows[lo : lo + _REENCODE_BLOCK])
+            )
+        self._occupancy[:] = 0
+        self._count(codes, +1)
+        self._refits += 1
+        self._fitted(len(x), shifted=not warm)
+
+    def _reencode(self, old: np.ndarray, moved: np.ndarray, learned: int) -> None:
         c = self._config
         if c.reencode == "none" or self._n == 0:
             return
@@ -179,10 +249,13 @@ class CodebookMemory:
         else:
             # For PQ the drift is exactly ||x_hat_new - x_hat_old||^2 (sub-spaces are orthogonal),
             # for residual PQ a close proxy; the most-moved reconstructions are fixed first.
+            budget = min(c.reencode_budget, int(np.ceil(c.reencode_rate * learned)))
             drift = gather_sum(moved.ravel(), codes, c.ksub)
             selected = np.flatnonzero(drift > 0)
-            if len(selected) > c.reencode_budget:
-                top = np.argpartition(-drift[selected], c.reencode_budget - 1)[: c.reencode_budget]
+            if budget == 0:
+                selected = selected[:0]
+            elif len(selected) > budget:
+                top = np.argpartition(-drift[selected], budget - 1)[:budget]
                 selected = np.sort(selected[top])
         for lo in range(0, len(selected), _REENCODE_BLOCK):
             sel = selected[lo : lo + _REENCODE_BLOCK]
@@ -321,6 +394,7 @@ class CodebookMemory:
             reset_codes_total=self._quant.reset_total,
             reencoded_total=self._reencoded_total,
             upkeep_seconds=self._upkeep,
+            refits=self._refits,
         )
 
     def save(self, path: str | os.PathLike[str] | None = None) -> None:
@@ -342,6 +416,11 @@ class CodebookMemory:
             "count": self._n,
             "reencoded_total": self._reencoded_total,
             "upkeep_seconds": self._upkeep,
+            "refit": {
+                "fit_count": self._fit_count,
+                "refits": self._refits,
+                "level": self._level,
+            },
             "rng": self._rng.bit_generator.state,
             "quantizer": qmeta,
             "vectors": manifest,
@@ -360,8 +439,12 @@ class CodebookMemory:
             raise BankFileError(
                 f"{folder}: unsupported bank format {meta.get('format')!r} v{meta.get('version')!r}"
             )
+        saved = meta.get("config")
+        if isinstance(saved, dict) and "parallel_weight" not in saved:
+            # Saved before score-aware coding: keep coding the way its codes were made.
+            saved = {**saved, "parallel_weight": 1.0, "score_books": 0}
         try:
-            config = CodebookConfig.from_dict(meta["config"])
+            config = CodebookConfig.from_dict(saved)  # type: ignore[arg-type]
         except (TypeError, ValueError) as exc:
             raise BankFileError(f"{folder}: invalid saved config: {exc}") from exc
         bank = cls.__new__(cls)
@@ -393,4 +476,12 @@ class CodebookMemory:
         bank._count(codes, +1)
         bank._reencoded_total = int(meta["reencoded_total"])
         bank._upkeep = float(meta["upkeep_seconds"])
+        # Banks saved before refits existed: their one fit counts as made at their size.
+        refit = meta.get("refit") or {"fit_count": n, "refits": 0, "level": -1.0}
+        try:
+            bank._fit_count = int(refit["fit_count"])
+            bank._refits = int(refit["refits"])
+            bank._level = float(refit["level"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BankFileError(f"{folder}: invalid saved refit state: {exc}") from exc
         return bank

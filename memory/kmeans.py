@@ -1,39 +1,74 @@
 """Vectorised k-means pieces shared by every sub-quantiser at once.
 
 Data is laid out per sub-space: ``x`` is (n, m, d) and a codebook ``c`` is (m, K, d). All m
-sub-spaces are handled by one batched matrix product, never a Python loop over vectors.
+sub-spaces are handled by matrix products (BLAS, one thread) per sub-space and block of rows,
+never a Python loop over vectors.
 """
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 import numpy as np
 
-# Bound on the (m, chunk, K) float32 distance block that assignment materialises (~32 MB).
-_BLOCK_FLOATS = 1 << 23
+# Rows per block of the (chunk, K) float32 distance matrix one sub-space materialises (~1 MB:
+# it stays in cache between the product and the argmin).
+_BLOCK_FLOATS = 1 << 18
+
+try:  # optional: keeps numpy's BLAS on one thread around the bank's matrix products
+    from threadpoolctl import ThreadpoolController
+except ImportError:  # pragma: no cover - a declared dependency; kept optional for numpy-only use
+    ThreadpoolController = None
+
+_controller: list[Any] = []
+
+
+def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+    """numpy's BLAS limited to one thread inside the block (a no-op without threadpoolctl).
+
+    The products here are many medium GEMMs (chunk x d by d x K per sub-space): one thread runs
+    them at BLAS speed (about 10x numpy's own einsum loops), while a threaded BLAS on a small
+    busy machine spends its time waking threads and contending with its neighbours. The limit
+    is process-wide while it lasts, like any BLAS thread setting.
+    """
+    if ThreadpoolController is None:
+        return contextlib.nullcontext()
+    if not _controller:
+        _controller.append(ThreadpoolController())
+    return _controller[0].limit(limits=1, user_api="blas")
 
 
 def assign(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Nearest codeword per vector and sub-space: (codes (n, m) int64, squared error (n, m))."""
-    n, m, _ = x.shape
+    n, m, d = x.shape
     k = c.shape[1]
-    cnorm = np.einsum("mkd,mkd->mk", c, c)  # (m, K)
-    ct = np.ascontiguousarray(c.transpose(0, 2, 1))  # (m, d, K)
+    # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2, and ||x||^2 does not change the argmin: one
+    # product of [x, 1] with [-2 c; ||c||^2] gives the rest, with no passes over the
+    # (rows, K) block besides the argmin (a quarter faster than scaling and adding after).
+    aug = np.empty((m, d + 1, k), dtype=np.float32)
+    aug[:, :d] = -2.0 * c.transpose(0, 2, 1)
+    aug[:, d] = np.einsum("mkd,mkd->mk", c, c)
     codes = np.empty((n, m), dtype=np.int64)
     err = np.empty((n, m), dtype=np.float32)
-    chunk = max(1, _BLOCK_FLOATS // (m * k))
-    for lo in range(0, n, chunk):
-        xb = x[lo : lo + chunk]
-        xs = np.ascontiguousarray(xb.transpose(1, 0, 2))  # (m, b, d)
-        # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; the ||x||^2 term does not change the argmin.
-        # einsum, not matmul: stacked small GEMMs through a threaded BLAS run several times
-        # slower on a busy machine, and this single-threaded loop is predictable.
-        dist = np.einsum("mbd,mdk->mbk", xs, ct)
-        dist *= -2.0
-        dist += cnorm[:, None, :]
-        best = dist.argmin(axis=2)  # (m, b)
-        codes[lo : lo + chunk] = best.T
-        near = np.take_along_axis(dist, best[:, :, None], axis=2)[:, :, 0]
-        err[lo : lo + chunk] = np.maximum(near.T + np.einsum("bmd,bmd->bm", xb, xb), 0.0)
+    chunk = max(1, min(n, _BLOCK_FLOATS // k))
+    rows = np.empty((chunk, d + 1), dtype=np.float32)
+    rows[:, d] = 1.0
+    dist = np.empty((chunk, k), dtype=np.float32)
+    with one_blas_thread():
+        for j in range(m):
+            for lo in range(0, n, chunk):
+                xb = x[lo : lo + chunk, j]
+                b = len(xb)
+                xa = rows[:b]
+                xa[:, :d] = xb
+                block = dist[:b]
+                np.matmul(xa, aug[j], out=block)
+                best = block.argmin(axis=1)
+                codes[lo : lo + b, j] = best
+                err[lo : lo + b, j] = np.take_along_axis(block, best[:, None], axis=1)[:, 0]
+    err += np.einsum("nmd,nmd->nm", x, x)
+    np.maximum(err, 0.0, out=err)
     return codes, err
 
 
@@ -49,20 +84,26 @@ def group_sums(x: np.ndarray, codes: np.ndarray, k: int) -> tuple[np.ndarray, np
     return sums.reshape(m, k, d), counts.reshape(m, k)
 
 
-def lloyd(x: np.ndarray, k: int, iters: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def lloyd(
+    x: np.ndarray, k: int, iters: int, rng: np.random.Generator, init: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """k-means per sub-space on (n, m, d) data: (codebook (m, K, d) float32, counts (m, K)).
 
-    With fewer distinct points than codewords the spare codewords copy sampled points and get
-    count 0, which marks them for a dead-code reset once more data has streamed in.
+    ``init``: a codebook to start from (a warm start) instead of sampled points. With fewer
+    distinct points than codewords the spare codewords copy sampled points and get count 0,
+    which marks them for a dead-code reset once more data has streamed in.
     """
     n, m, d = x.shape
-    c = np.empty((m, k, d), dtype=np.float32)
-    take = min(n, k)
-    for j in range(m):
-        first = rng.choice(n, size=take, replace=False)
-        c[j, :take] = x[first, j]
-        if take < k:
-            c[j, take:] = x[rng.choice(n, size=k - take, replace=True), j]
+    if init is not None:
+        c = np.array(init, dtype=np.float32, copy=True)
+    else:
+        c = np.empty((m, k, d), dtype=np.float32)
+        take = min(n, k)
+        for j in range(m):
+            first = rng.choice(n, size=take, replace=False)
+            c[j, :take] = x[first, j]
+            if take < k:
+                c[j, take:] = x[rng.choice(n, size=k - take, replace=True), j]
     counts = np.zeros((m, k), dtype=np.float64)
     for it in range(iters + 1):
         codes, err = assign(x, c)

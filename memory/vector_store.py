@@ -98,6 +98,9 @@ class VectorStore:
         """Rows (in the order asked) as a float32 array; reads each distinct row once, in file order."""
         if len(rows) == 0:
             return np.empty((0, self.dim), dtype=np.float32)
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        if hi - lo == len(rows) and (len(rows) == 1 or bool((np.diff(rows) == 1).all())):
+            return np.array(self._matrix()[lo:hi], dtype=np.float32)  # a run of rows: one slice
         uniq, inverse = np.unique(rows, return_inverse=True)
         return np.asarray(self._matrix()[uniq], dtype=np.float32)[inverse.ravel()]
 

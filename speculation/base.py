@@ -100,5 +100,40 @@ def exact_top_hits(
         kth = np.partition(screened, n - want)[n - want]
         keep = np.flatnonzero(screened >= kth - 2.0 * eps)
         ids, vecs = ids[keep], vecs[keep]
-    exact = (vecs.astype(np.float64) * q32.astype(np.float64)).sum(axis=1)
-    return top_hits(ids, exact, want)
+    return top_hits(ids, _exact_scores(vecs, q32), want)
+
+
+def exact_top_hits_grouped(
+    queries: np.ndarray, rows: np.ndarray, owners: np.ndarray, vectors: np.ndarray, k: int
+) -> list[list[Hit]]:
+    """Per query ``j``, ``exact_top_hits(queries[j], R, vectors[R], k)`` where ``R`` are the
+    ``rows`` whose ``owners`` entry is ``j`` (repeats count once): a whole batch in a handful
+    of numpy calls.
+
+    For the few candidates a screened search leaves (tens per query) scoring every one in
+    float64 costs less than screening them again, and one call per batch instead of a dozen per
+    query matters on a verification thread: each numpy or torch call releases the GIL and has to
+    win it back from the thread that is generating.
+    """
+    qs = np.asarray(queries, dtype=np.float32)
+    rows = np.asarray(rows, dtype=np.int64)
+    owners = np.asarray(owners, dtype=np.int64)
+    exact = _exact_scores(np.asarray(vectors[rows], dtype=np.float32), qs[owners])
+    order = np.lexsort((rows, -exact, owners))  # by query, then best first, then smaller id
+    repeated = (owners[order][1:] == owners[order][:-1]) & (rows[order][1:] == rows[order][:-1])
+    order = order[np.concatenate([[True], ~repeated])] if len(order) else order  # a row counts once
+    starts = np.searchsorted(owners[order], np.arange(len(qs) + 1))
+    out = []
+    for j in range(len(qs)):
+        best = order[starts[j] : min(starts[j] + max(k, 0), starts[j + 1])]
+        out.append([Hit(int(i), float(v)) for i, v in zip(rows[best], exact[best], strict=True)])
+    return out
+
+
+def _exact_scores(vecs: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """float64 inner products of float32 rows (exact products, one summation order per row).
+
+    ``queries`` is one query for every row, or one row per row; either way a row's score has
+    the same bits.
+    """
+    return (vecs.astype(np.float64) * queries.astype(np.float64)).sum(axis=1)

@@ -133,6 +133,12 @@ class _Run:
     def finished(self) -> bool:
         return self.req.done(self.tokens, bool(self.steps) and self.steps[-1].ended)
 
+    def steps_left(self) -> int:
+        """Steps still to generate, as far as the token budget says (end of sequence may come first)."""
+        if self.finished():
+            return 0
+        return -(-(self.req.config.max_new_tokens - len(self.tokens)) // self.req.config.stride)
+
     def waiting(self) -> list[int]:
         return [i for i, s in enumerate(self.steps) if not s.verified and not s.in_flight]
 
@@ -219,7 +225,7 @@ def speculative(
         while True:
             finished = run.finished()
             waiting = len(run.waiting())
-            stride = spec.scheduler.stride(asynchronous)
+            stride = spec.scheduler.stride(asynchronous, remaining=waiting + run.steps_left())
             due = finished or waiting >= max(stride, 1)
             if flight is not None and (pool is None or due or stride == 0 or flight.future.done()):
                 run.settle(flight)

@@ -98,6 +98,7 @@ class SpeculativeRetriever:
             self._cache.clear()
         self._pending.clear()
         self._last_step = None
+        self.scheduler.start_request()
 
     @property
     def cache_ids(self) -> tuple[int, ...]:

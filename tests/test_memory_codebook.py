@@ -92,8 +92,13 @@ def test_dead_codes_come_back_to_use(learning: str) -> None:
     """Initialise on one domain, stream another: codes stranded on the first domain go dead,
     get reseeded from recent inputs, and then serve the new domain."""
     rng = np.random.default_rng(3)
-    cfg = CodebookConfig(dim=16, m=4, nbits=5, decay=0.5, dead_threshold=0.2, learning=learning)  # type: ignore[arg-type]
-    frozen_cfg = CodebookConfig(dim=16, m=4, nbits=5, decay=0.5, dead_threshold=0.0, learning=learning)  # type: ignore[arg-type]
+    # decay_batch=400: each batch of 400 forgets the full decay.
+    cfg = CodebookConfig(
+        dim=16, m=4, nbits=5, decay=0.5, decay_batch=400, dead_threshold=0.2, learning=learning
+    )  # type: ignore[arg-type]
+    frozen_cfg = CodebookConfig(
+        dim=16, m=4, nbits=5, decay=0.5, decay_batch=400, dead_threshold=0.0, learning=learning
+    )  # type: ignore[arg-type]
     live, frozen = (ResidualQuantizer(c, np.random.default_rng(0)) for c in (cfg, frozen_cfg))
     first = clustered(1000, 16, rng, domain=0, unit=False)
     for q in (live, frozen):
@@ -128,7 +133,16 @@ def test_small_first_batch_fills_codes_later() -> None:
 
 def _stream_shift(tmp_path: Path, reencode: str) -> tuple[float, CodebookMemory, np.ndarray]:
     rng = np.random.default_rng(5)
-    cfg = CodebookConfig(dim=32, m=8, nbits=6, reencode=reencode, reencode_budget=300, decay=0.9)  # type: ignore[arg-type]
+    cfg = CodebookConfig(  # refits off: this compares the re-encode policies alone
+        dim=32,
+        m=8,
+        nbits=6,
+        reencode=reencode,
+        reencode_budget=300,
+        decay=0.9,
+        refit_growth=0,
+        refit_shift=0,  # type: ignore[arg-type]
+    )
     bank = CodebookMemory(cfg, path=tmp_path / reencode)
     xs = []
     for i in range(8):

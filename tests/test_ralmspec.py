@@ -35,8 +35,8 @@ from speculation import (
     tokenize,
     top_hits,
 )
-from speculation.base import exact_top_hits
-from speculation.scheduler import async_cost, expected_steps, sync_cost
+from speculation.base import exact_top_hits, exact_top_hits_grouped
+from speculation.scheduler import RunLengths, _finish, async_cost, expected_steps, sync_cost
 
 REPO = Path(__file__).resolve().parents[1]
 KINDS = ("flat", "flat-bf16", "hnsw", "bm25")
@@ -205,7 +205,7 @@ class Scripted(FixedStride):
         self.strides = strides
         self._calls = 0
 
-    def stride(self, asynchronous: bool = False) -> int:
+    def stride(self, asynchronous: bool = False, remaining: int | None = None) -> int:
         self._calls += 1
         return self.strides[self._calls % len(self.strides)]
 
@@ -314,6 +314,21 @@ def test_flat_blas_batches_equal_faiss_single_queries(corpus: list[str], batch: 
     assert blocks.search(batch, 1000)[0] == faiss_only.search(batch[:1], 1000)[0]  # k beyond the corpus
 
 
+def test_dense_retriever_takes_a_prebuilt_index(corpus: list[str]) -> None:
+    """A graph read back from disk searches like the one built in place; a wrong one is refused."""
+    import faiss
+
+    vectors = hashed_bow(corpus)
+    built = DenseRetriever(vectors, hashed_bow, kind="hnsw", texts=corpus, hnsw_m=8)
+    graph = faiss.IndexHNSWFlat(vectors.shape[1], 8, faiss.METRIC_INNER_PRODUCT)
+    graph.add(vectors)
+    given = DenseRetriever(vectors, hashed_bow, kind="hnsw", texts=corpus, hnsw_m=8, index=graph)
+    queries = corpus[:5]
+    assert given.search(queries, 10) == built.search(queries, 10)
+    with pytest.raises(ValueError, match="holds"):
+        DenseRetriever(vectors[:-1], hashed_bow, kind="hnsw", texts=corpus[:-1], index=graph)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_bf16_screen_is_exact_on_near_ties(seed: int) -> None:
     """Clusters of near-duplicates (differences far below bf16's resolution) and exact duplicates:
@@ -368,6 +383,46 @@ def test_screened_exact_top_hits_equal_float64_brute_force(seed: int) -> None:
             assert [h.id for h in hits] == ids[want].tolist(), (k, d)
             assert [h.score for h in hits] == exact[want].tolist()
     assert exact_top_hits(vecs[0], ids[:0], vecs[:0], 3) == []
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_grouped_exact_top_hits_equal_one_query_at_a_time(seed: int) -> None:
+    """A batch of queries with candidate rows in any order (some shared, one query with none)
+    gives each query what ``exact_top_hits`` gives it alone, scores to the bit."""
+    rng = np.random.default_rng(seed)
+    vecs = rng.standard_normal((300, 48)).astype(np.float32)
+    vecs[20:25] = vecs[10]  # ties: by smaller id
+    queries = rng.standard_normal((5, 48)).astype(np.float32)
+    queries[1] = vecs[10]
+    rows = rng.integers(0, 300, 400)
+    owners = rng.integers(0, 4, 400)  # query 4 gets no candidates
+    rows[:10] = [10, 20, 21, 22, 23, 24, 10, 3, 3, 3]
+    owners[:10] = 1
+    for k in (0, 1, 3, 50, 1000):
+        got = exact_top_hits_grouped(queries, rows, owners, vecs, k)
+        for j, query in enumerate(queries):
+            ids = np.unique(rows[owners == j])
+            assert got[j] == exact_top_hits(query, ids, vecs[ids], k), (k, j)
+    assert [h.id for h in exact_top_hits_grouped(queries, rows, owners, vecs, 3)[1]] == [10, 20, 21]
+
+
+@pytest.mark.parametrize(("n", "k"), [(3001, 93), (3001, 94), (2048, 1), (2048, 64), (700, 21)])
+def test_bf16_slab_bound_keeps_the_exact_top_k(n: int, k: int) -> None:
+    """The slab maxima's bound at its edges: k equal to the slab positions, one more (the plain
+    top-k path), a partial last slab (3001 = 93 x 32 + 25), many near-duplicates."""
+    rng = np.random.default_rng(n + k)
+    centres = rng.standard_normal((3, 32))
+    vecs = centres[rng.integers(0, 3, n)] + rng.standard_normal((n, 32)) * 1e-4
+    vecs = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
+    queries = np.concatenate([centres + 1e-3, vecs[-1:]]).astype(np.float32)
+    table = {f"q{i}": q for i, q in enumerate(queries)}
+    screened = DenseRetriever(
+        vecs, lambda t: np.stack([table[x] for x in t]), texts=[str(i) for i in range(n)], screen="bf16"
+    )
+    got = screened.search(list(table), k)
+    for query, hits in zip(queries, got, strict=True):
+        exact = (vecs.astype(np.float64) * query.astype(np.float64)).sum(axis=1)
+        assert [h.id for h in hits] == np.lexsort((np.arange(n), -exact))[:k].tolist()
 
 
 def test_rank_within_k_is_the_head_of_the_full_ranking(retrievers: dict[str, Retriever]) -> None:
@@ -473,6 +528,91 @@ def test_scheduler_stops_speculating_when_a_real_retrieval_is_cheaper() -> None:
     assert OS3Scheduler(min_gain=0.0).stride() == 2
     with pytest.raises(ValueError):
         OS3Scheduler(min_gain=1.0)
+
+
+def test_finish_time_matches_a_recursive_enumeration() -> None:
+    """``_finish`` (expected seconds to get through a request's last r steps, by the best first
+    stride) against the recursion written out plainly."""
+    rng = np.random.default_rng(3)
+    rounds = rng.uniform(0.1, 1.0, 5)
+    survival = np.concatenate([[1.0], np.cumprod(rng.uniform(0.5, 1.0, 5))])
+
+    def finish(r: int) -> float:
+        if r == 0:
+            return 0.0
+        options = []
+        for s in range(1, min(5, r) + 1):
+            rest = survival[s] * finish(r - s)
+            rest += sum((survival[i] - survival[i + 1]) * finish(r - i - 1) for i in range(s))
+            options.append(rounds[s - 1] + rest)
+        return min(options)
+
+    for horizon in range(1, 9):
+        first, seconds = _finish(horizon, rounds, survival)
+        assert seconds == pytest.approx(finish(horizon))
+        assert 1 <= first <= min(5, horizon)
+
+
+def test_run_lengths_see_misses_that_come_early_in_runs() -> None:
+    """The same 10% of wrong guesses, all at the start of runs: long strides are safer than
+    independent guesses would say, and with the request's end in view the scheduler speculates
+    to it and verifies once."""
+    runs = RunLengths()
+    for _ in range(30):  # requests whose first guess misses, and whose next nine are right
+        runs.run = 0
+        runs.record(0, 1)
+        runs.record(9, 9)
+    gamma = 0.9
+    runs.run = 3
+    survival = runs.survival(8, gamma)
+    assert survival[8] > 1.5 * gamma**8
+    assert np.all(np.diff(survival) <= 0)
+    runs.run = 0
+    assert runs.survival(1, gamma)[1] < 0.6  # the first guess of a request is the risky one
+    sched = OS3Scheduler(max_stride=8)
+    for _ in range(30):
+        sched.start_request()
+        sched.record_outcome(0, 1)
+        sched.record_outcome(9, 9)
+    for n in (1, 2, 4, 8):
+        sched.record_verification(0.100, n)
+        sched.record_verification(0.100, n)
+    sched.record_step(0.010, speculation=0.010)
+    sched.record_retrieval(0.100)
+    sched.start_request()
+    sched.record_outcome(0, 1)
+    sched.record_outcome(3, 3)  # now 3 guesses into a run of right ones
+    assert sched.stride(remaining=5) == 5  # to the request's end, one verification
+    assert sched.stride(remaining=1) == 0  # one step left: guessing and verifying cost more
+    with pytest.raises(ValueError):
+        RunLengths(decay=0.0)
+
+
+def test_scheduler_probes_again_after_a_run_of_real_retrievals() -> None:
+    """Slow first rounds (a cold cache) switch speculation off; after ``probe_every`` real
+    retrievals the old timings are dropped and one round re-measures, which brings it back."""
+    sched = OS3Scheduler(max_stride=8, probe_every=4, initial_stride=2)
+    for _ in range(4):  # cold: guessing and verifying look dear next to a 50 ms retrieval
+        sched.record_step(0.010, speculation=0.200)
+        sched.record_verification(0.500, 2)
+        sched.record_outcome(2, 2)
+    sched.record_step(0.010)
+    for i in range(3):
+        sched.record_retrieval(0.050)
+        assert sched.stride() == 0, i  # not before probe_every real retrievals in a row
+    sched.record_retrieval(0.050)
+    assert sched.stride() == 2  # the probe: timings forgotten, a round at the initial stride
+    assert sched.estimates().speculation_seconds is None and not sched.estimates().verifications
+    assert sched.stride() == 2  # still unmeasured: the round goes on
+    sched.record_step(0.010, speculation=0.002)  # warm now
+    sched.record_verification(0.040, 2)
+    assert sched.stride() >= 1
+    # Medians: one stall among the samples does not move the estimate.
+    sched.record_step(0.010, speculation=5.0)
+    sched.record_step(0.010, speculation=0.002)
+    assert sched.estimates().speculation_seconds == pytest.approx(0.002)
+    with pytest.raises(ValueError):
+        OS3Scheduler(probe_every=0)
 
 
 def test_scheduler_reads_verification_costs_per_batch_size() -> None:

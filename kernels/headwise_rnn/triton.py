@@ -73,6 +73,24 @@ def _load_state(ptr, state_off, mask, HAS: tl.constexpr, BB: tl.constexpr, DP: t
 
 
 @triton.jit
+def _tile(B, T, H, G: tl.constexpr, DH: tl.constexpr, DP: tl.constexpr, BB: tl.constexpr):
+    """This program's head and batch tile: masks, and offsets of its state, gate inputs (``G``
+    gates a step) and outputs. Shared by both cells so their layouts cannot drift apart."""
+    i_h = tl.program_id(0)
+    i_b = tl.program_id(1)
+    offs_b = i_b * BB + tl.arange(0, BB)
+    offs_d = tl.arange(0, DP)
+    mask_d = offs_d < DH
+    mask_bd = (offs_b < B)[:, None] & mask_d[None, :]
+    mask_dd = mask_d[:, None] & mask_d[None, :]
+    rows = offs_b.to(tl.int64)[:, None]
+    state_off = (rows * H + i_h) * DH + offs_d[None, :]
+    x_off = rows * T * (H * G * DH) + i_h * G * DH + offs_d[None, :]
+    o_off = (rows * T * H + i_h) * DH + offs_d[None, :]
+    return i_h, offs_d, mask_d, mask_bd, mask_dd, state_off, x_off, o_off
+
+
+@triton.jit
 def _lstm_kernel(
     wx,
     r,
@@ -95,15 +113,7 @@ def _lstm_kernel(
     FAST: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    i_h = tl.program_id(0)
-    i_b = tl.program_id(1)
-    offs_b = i_b * BB + tl.arange(0, BB)
-    offs_d = tl.arange(0, DP)
-    mask_b = offs_b < B
-    mask_d = offs_d < DH
-    mask_bd = mask_b[:, None] & mask_d[None, :]
-    mask_dd = mask_d[:, None] & mask_d[None, :]
-
+    i_h, offs_d, mask_d, mask_bd, mask_dd, state_off, x_off, o_off = _tile(B, T, H, 4, DH, DP, BB)
     r_head = r + i_h * 4 * DH * DH
     r_i = _load_rt(r_head, 0, DH, offs_d, mask_dd)
     r_f = _load_rt(r_head, 1, DH, offs_d, mask_dd)
@@ -115,14 +125,13 @@ def _lstm_kernel(
     b_g = _load_bias(b_head, 2, DH, DP, offs_d, mask_d, HAS_BIAS)
     b_o = _load_bias(b_head, 3, DH, DP, offs_d, mask_d, HAS_BIAS)
 
-    state_off = (offs_b.to(tl.int64)[:, None] * H + i_h) * DH + offs_d[None, :]
     h = _load_state(h0, state_off, mask_bd, HAS_H0, BB, DP)
     c = _load_state(c0, state_off, mask_bd, HAS_C0, BB, DP)
 
     stride_t = H * 4 * DH
-    x_ptr = wx + offs_b.to(tl.int64)[:, None] * T * stride_t + i_h * 4 * DH + offs_d[None, :]
+    x_ptr = wx + x_off
     stride_ot = H * DH
-    o_ptr = out + (offs_b.to(tl.int64)[:, None] * T * H + i_h) * DH + offs_d[None, :]
+    o_ptr = out + o_off
 
     x_i = tl.load(x_ptr + 0 * DH, mask=mask_bd, other=0.0)
     x_f = tl.load(x_ptr + 1 * DH, mask=mask_bd, other=0.0)
@@ -169,15 +178,7 @@ def _gru_kernel(
     FAST: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    i_h = tl.program_id(0)
-    i_b = tl.program_id(1)
-    offs_b = i_b * BB + tl.arange(0, BB)
-    offs_d = tl.arange(0, DP)
-    mask_b = offs_b < B
-    mask_d = offs_d < DH
-    mask_bd = mask_b[:, None] & mask_d[None, :]
-    mask_dd = mask_d[:, None] & mask_d[None, :]
-
+    i_h, offs_d, mask_d, mask_bd, mask_dd, state_off, x_off, o_off = _tile(B, T, H, 3, DH, DP, BB)
     r_head = r + i_h * 3 * DH * DH
     r_r = _load_rt(r_head, 0, DH, offs_d, mask_dd)
     r_z = _load_rt(r_head, 1, DH, offs_d, mask_dd)
@@ -187,13 +188,12 @@ def _gru_kernel(
     b_z = _load_bias(b_head, 1, DH, DP, offs_d, mask_d, HAS_BIAS)
     b_n = _load_bias(b_head, 2, DH, DP, offs_d, mask_d, HAS_BIAS)
 
-    state_off = (offs_b.to(tl.int64)[:, None] * H + i_h) * DH + offs_d[None, :]
     h = _load_state(h0, state_off, mask_bd, HAS_H0, BB, DP)
 
     stride_t = H * 3 * DH
-    x_ptr = wx + offs_b.to(tl.int64)[:, None] * T * stride_t + i_h * 3 * DH + offs_d[None, :]
+    x_ptr = wx + x_off
     stride_ot = H * DH
-    o_ptr = out + (offs_b.to(tl.int64)[:, None] * T * H + i_h) * DH + offs_d[None, :]
+    o_ptr = out + o_off
 
     x_r = tl.load(x_ptr + 0 * DH, mask=mask_bd, other=0.0)
     x_z = tl.load(x_ptr + 1 * DH, mask=mask_bd, other=0.0)
