@@ -455,16 +455,10 @@ def score_aware_codes(
             b = len(x[lo : lo + block])
             cb = codes[lo : lo + b]
             xb = np.ascontiguousarray(x[lo : lo + b].transpose(1, 0, 2))  # (m, b, d): slots contiguous
-            norm = np.sqrt(np.einsum("mbd,mbd->b", xb, xb))
-            xh = xb / np.maximum(norm, 1e-12)[None, :, None]
+            xh, r, par = _directions_and_residuals(xb, books, cb)
             # Rows [0, b) of ``lhs``: [-2 (t + w rest x_hat_j), 1]; rows [b, 2b): [sqrt(w) x_hat_j, 0].
             lhs = np.zeros((2 * b, d + 1), dtype=np.float32)
             lhs[:b, d] = 1.0
-            r = xb.copy()
-            for s in range(stages):
-                for j in range(m):
-                    r[j] -= books[s, j, cb[:, s * m + j]]
-            par = np.einsum("mbd,mbd->b", r, xh)
             for _ in range(sweeps):
                 for s in range(stages):
                     for j in range(m):
@@ -488,6 +482,20 @@ def score_aware_codes(
     return codes
 
 
+def _directions_and_residuals(
+    xt: np.ndarray, books: np.ndarray, codes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For vectors laid out per slot (m, n, d): their unit directions split the same way, the
+    residuals left by every stage's codewords, and each residual's component along its vector."""
+    stages, m = books.shape[0], books.shape[1]
+    xh = xt / np.maximum(np.sqrt(np.einsum("mnd,mnd->n", xt, xt)), 1e-12)[None, :, None]
+    r = xt.copy()
+    for s in range(stages):
+        for j in range(m):
+            r[j] -= books[s, j, codes[:, s * m + j]]
+    return xh, r, np.einsum("mnd,mnd->n", r, xh)
+
+
 def score_aware_books(
     x: np.ndarray, codes: np.ndarray, books: np.ndarray, weight: float, iters: int = 4
 ) -> np.ndarray:
@@ -509,12 +517,7 @@ def score_aware_books(
     w = np.float32(weight - 1.0)
     out = np.array(books, dtype=np.float32, copy=True)
     xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=np.float32)  # (m, n, d)
-    xh = xt / np.maximum(np.sqrt(np.einsum("mnd,mnd->n", xt, xt)), 1e-12)[None, :, None]
-    r = xt.copy()
-    for s in range(stages):
-        for j in range(m):
-            r[j] -= out[s, j, codes[:, s * m + j]]
-    par = np.einsum("mnd,mnd->n", r, xh)
+    xh, r, par = _directions_and_residuals(xt, out, codes)
     for s in range(stages):
         for j in range(m):
             code = codes[:, s * m + j].astype(np.intp)
