@@ -31,6 +31,7 @@ each have a core. The last line printed is one JSON object with the keys ``ident
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -94,7 +95,11 @@ def hnsw_graph(cache: Path | None, vectors: np.ndarray) -> Any:
     """faiss HNSW (M 32) over ``vectors``, kept under ``cache`` once built (7 minutes at 1M)."""
     import faiss
 
-    path = None if cache is None else cache / f"hnsw-{len(vectors)}-m{HNSW_M}.faiss"
+    # Named by a fingerprint of the vectors too: a graph over other vectors of the same count
+    # would load without complaint and answer for the wrong corpus.
+    sample = np.ascontiguousarray(vectors[:: max(1, len(vectors) // 256)], dtype=np.float32)
+    tag = hashlib.sha256(sample.tobytes()).hexdigest()[:12]
+    path = None if cache is None else cache / f"hnsw-{len(vectors)}-m{HNSW_M}-{tag}.faiss"
     if path is not None and path.exists():
         return faiss.read_index(str(path))
     index = faiss.IndexHNSWFlat(vectors.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
