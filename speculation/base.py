@@ -62,6 +62,16 @@ def top_hits(ids: np.ndarray, scores: np.ndarray, k: int) -> list[Hit]:
     if k < n:
         kth = np.partition(scores, n - k)[n - k]
         keep = np.flatnonzero(scores >= kth)
+        if len(keep) > k:
+            # Ties at the cut: only the smallest of their ids can make it. Sorting them all
+            # would cost a sort of the corpus when most scores tie (BM25's zeros for a query
+            # whose terms few documents hold).
+            above = keep[scores[keep] > kth]
+            tied = keep[scores[keep] == kth]
+            need = k - len(above)
+            if len(tied) > need:
+                tied = tied[np.argpartition(ids[tied], need - 1)[:need]]
+            keep = np.concatenate([above, tied])
         ids, scores = ids[keep], scores[keep]
     order = np.lexsort((ids, -scores))[:k]
     return [Hit(int(ids[i]), float(scores[i])) for i in order]

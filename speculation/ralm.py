@@ -54,8 +54,9 @@ class RalmResult:
     retrievals: int  # real retrieval calls; a batched verification counts once
     seconds: float
     speculated: int = 0  # steps generated with a speculated document, rolled back ones included
-    rollbacks: int = 0
+    rollbacks: int = 0  # wrong guesses whose later steps were thrown away
     batches: tuple[int, ...] = ()  # queries in each verification
+    salvaged: int = 0  # wrong guesses whose redo wrote the same tokens: later steps kept
 
 
 class _Request:
@@ -128,6 +129,7 @@ class _Run:
     retrievals: int = 0
     speculated: int = 0
     rollbacks: int = 0
+    salvaged: int = 0
     batches: list[int] = field(default_factory=list)
 
     def finished(self) -> bool:
@@ -173,28 +175,47 @@ class _Run:
         return _Flight(done, batch)
 
     def settle(self, flight: _Flight) -> None:
-        """Accept the verified prefix; at the first wrong guess, roll back and redo that step."""
+        """Accept the verified prefix; at the first wrong guess, redo that step with the true
+        document and roll back whatever followed it, unless the redo wrote the same tokens.
+
+        The scheduler is told how many guesses in a row held before a rollback: a wrong guess
+        whose redo kept the later steps cost one step's generation, not a rollback, and counts
+        as right there (the scheduler prices rollbacks).
+        """
         truths = flight.future.result()
         accepted = 0
         for i, truth in zip(flight.steps, truths, strict=True):
             step = self.steps[i]
             step.in_flight = False
-            if step.doc != truth.id:
+            if step.doc != truth.id and not self._redo(i, truth):
                 self.spec.scheduler.record_outcome(accepted, accepted + 1)
-                self._redo(i, truth)
-                return
+                return  # the later steps of this flight are gone
             step.verified = True
             accepted += 1
         self.spec.scheduler.record_outcome(accepted, accepted)
 
-    def _redo(self, i: int, truth: Hit) -> None:
+    def _redo(self, i: int, truth: Hit) -> bool:
+        """Step ``i`` again with the true document. When it writes exactly the tokens the wrong
+        document did, the state after it is unchanged, so every later step is kept (True);
+        otherwise they are rolled back (False).
+
+        A step's tokens are a function of its document and the tokens before it, so equal
+        tokens mean each later step saw the prompt the baseline would have shown it, up to its
+        own document, which its own verification still checks.
+        """
         step = self.steps[i]
+        end = self.steps[i + 1].start if i + 1 < len(self.steps) else len(self.tokens)
+        new, ended = self.req.step(truth.id, self.tokens[: step.start])
+        if new == self.tokens[step.start : end] and ended == step.ended:
+            step.doc, step.verified = truth.id, True
+            self.salvaged += 1
+            return True
         del self.steps[i:]
         del self.tokens[step.start :]
         self.rollbacks += 1
-        new, ended = self.req.step(truth.id, self.tokens)
         self.steps.append(_Step(step.start, step.query, truth.id, ended, verified=True))
         self.tokens += new
+        return False
 
 
 def speculative(
@@ -221,17 +242,20 @@ def speculative(
     owned = ThreadPoolExecutor(max_workers=1) if asynchronous and executor is None else None
     pool = (executor or owned) if asynchronous else None
     flight: _Flight | None = None
+    stride: int | None = None  # chosen at a round's start, kept until a launch or a settle
     with owned if owned is not None else nullcontext():
         while True:
             finished = run.finished()
             waiting = len(run.waiting())
-            stride = spec.scheduler.stride(asynchronous, remaining=waiting + run.steps_left())
+            if stride is None or not waiting:
+                # Once a round: planning to the request's end is a dynamic programme (0.1-0.6 ms).
+                stride = spec.scheduler.stride(asynchronous, remaining=waiting + run.steps_left())
             due = finished or waiting >= max(stride, 1)
             if flight is not None and (pool is None or due or stride == 0 or flight.future.done()):
                 run.settle(flight)
-                flight = None
+                flight, stride = None, None
             elif flight is None and waiting and due:
-                flight = run.launch(pool)
+                flight, stride = run.launch(pool), None
             elif not finished:
                 run.speculate_step(real=stride == 0)
             else:
@@ -244,4 +268,5 @@ def speculative(
         speculated=run.speculated,
         rollbacks=run.rollbacks,
         batches=tuple(run.batches),
+        salvaged=run.salvaged,
     )

@@ -115,16 +115,23 @@ class SpeculativeRetriever:
         would switch speculation off for good. Not more often: even screened (``k=1``), ranking
         a request's cache costs tens of microseconds, a step of speculation-off bookkeeping.
         """
-        ids = self.cache_ids
-        ranked = self.retriever.rank_within([query], ids, k=1)[0] if ids and not real else []
-        if ranked:
-            return Guess(ranked[0], exact=False)
+        shadow_ids: tuple[int, ...] = ()
+        if not real:
+            ids = self.cache_ids
+            ranked = self.retriever.rank_within([query], ids, k=1)[0] if ids else []
+            if ranked:
+                return Guess(ranked[0], exact=False)
+        else:
+            with self._lock:
+                cached = bool(self._cache)
+            if cached:
+                self._plain += 1
+                # The sorted ids only when needed: with speculation off, this runs every step.
+                shadow_ids = self.cache_ids if self._plain % self.shadow_every == 0 else ()
         hit = self._search([query], plain=True)[0]
-        if real and ids:
-            self._plain += 1
-            if self._plain % self.shadow_every == 0:
-                shadow = self.retriever.rank_within([query], ids, k=1)[0]
-                self.scheduler.record_outcome(int(bool(shadow) and shadow[0].id == hit.id), 1)
+        if shadow_ids:
+            shadow = self.retriever.rank_within([query], shadow_ids, k=1)[0]
+            self.scheduler.record_outcome(int(bool(shadow) and shadow[0].id == hit.id), 1)
         return Guess(hit, exact=True)
 
     def speculate(self, query: str) -> Hit:
