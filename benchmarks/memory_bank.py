@@ -263,11 +263,13 @@ def exact_rerank(queries: np.ndarray, cand: np.ndarray, store: np.ndarray, k: in
 BANK_OPTIONS: dict[str, Any] = {}  # --bank KEY=VALUE overrides (experiments; the default is none)
 
 
-def ours_config(dim: int, seed: int) -> Any:
-    """The bank's own defaults (its layout of the 16 code bytes included), inner product, re-rank 100."""
+def ours_config(dim: int, seed: int, threads: int = 1) -> Any:
+    """The bank's own defaults (its layout of the 16 code bytes included), inner product, re-rank
+    100, on ``threads`` threads (faiss gets as many)."""
     from memory import CodebookConfig
 
-    config = CodebookConfig(dim=dim, **{"metric": "ip", "rerank": RERANK, "seed": seed, **BANK_OPTIONS})
+    options = {"metric": "ip", "rerank": RERANK, "seed": seed, "threads": threads, **BANK_OPTIONS}
+    config = CodebookConfig(dim=dim, **options)
     if config.code_bytes_per_vector > M * NBITS / 8 and not BANK_OPTIONS:
         raise ValueError(
             f"the bank's default code is {config.code_bytes_per_vector} bytes, over the 16 compared"
@@ -290,10 +292,10 @@ def bank_option(text: str) -> tuple[str, Any]:
 class Ours:
     """The bank; ``batch``: vectors per ``add`` call (0: the whole slice in one call)."""
 
-    def __init__(self, name: str, dim: int, folder: Path, batch: int, seed: int) -> None:
+    def __init__(self, name: str, dim: int, folder: Path, batch: int, seed: int, threads: int = 1) -> None:
         from memory import CodebookMemory
 
-        self.config = ours_config(dim, seed)
+        self.config = ours_config(dim, seed, threads)
         self.bank = CodebookMemory(self.config, path=folder)
         self.batch = batch
         self.name = name
@@ -583,9 +585,11 @@ def main(argv: list[str] | None = None) -> int:
     use_opq = not args.no_opq and not args.tiny
 
     def make_methods(folder: Path, opq: bool) -> list[Any]:
-        methods: list[Any] = [Ours("ours", dim, folder / "bank", 0, args.seed)]
+        methods: list[Any] = [Ours("ours", dim, folder / "bank", 0, args.seed, args.threads)]
         if args.batch:
-            methods.append(Ours("ours_stream", dim, folder / "bank-stream", args.batch, args.seed))
+            methods.append(
+                Ours("ours_stream", dim, folder / "bank-stream", args.batch, args.seed, args.threads)
+            )
         methods.append(Faiss("pq_frozen", f"PQ{M}x{NBITS}", dim, retrain=False))
         if opq:
             methods.append(Faiss("opq_frozen", f"OPQ{M},PQ{M}x{NBITS}", dim, retrain=False))
@@ -604,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
             "code": f"faiss m={M} x {NBITS} bits ({M * NBITS // 8} bytes) of float32 {4 * dim} bytes",
             "rerank": RERANK,
             "k": K,
-            "ours_config": ours_config(dim, args.seed).to_dict(),
+            "ours_config": ours_config(dim, args.seed, args.threads).to_dict(),
             "batch": args.batch,
             "queries_per_measurement": cap,
             "queries": "held-back sentences: the latest slice's plus as many from earlier slices; "

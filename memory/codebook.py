@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .config import CodebookConfig
-from .kmeans import assign, group_sums, lloyd, one_blas_thread
+from .kmeans import assign, group_sums, in_parallel, lloyd, one_blas_thread
 
 # Points per codeword the first (k-means) fit samples at most; more adds time, not quality.
 _INIT_POINTS_PER_CODE = 64
@@ -66,6 +66,7 @@ def opq_fit(
     iters: int,
     rng: np.random.Generator,
     start: tuple[np.ndarray, np.ndarray] | None = None,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`opq_rotation` that also returns its sub-space codebook (m, ksub, d), learned in
     the returned rotation's space. ``start``: a (rotation, codebook) pair to continue from
@@ -76,7 +77,7 @@ def opq_fit(
     if start is None:
         rot = balanced_pca_rotation(x, m)
         with one_blas_thread():
-            book, _ = lloyd((x32 @ rot).reshape(n, m, d), ksub, 2, rng)
+            book, _ = lloyd((x32 @ rot).reshape(n, m, d), ksub, 2, rng, threads=threads)
     else:
         rot, book = start[0].astype(np.float32), start[1].astype(np.float32)
     for _ in range(iters):
@@ -84,8 +85,8 @@ def opq_fit(
             xr = (x32 @ rot).reshape(n, m, d)
         # One Lloyd step from the last codebook (the rotation moves a little each time), then
         # the rotation that maps the data best onto the step's reconstructions.
-        codes, _ = assign(xr, book)
-        sums, counts = group_sums(xr, codes, ksub)
+        codes, _ = assign(xr, book, threads)
+        sums, counts = group_sums(xr, codes, ksub, threads)
         filled = counts > 0
         book = np.where(filled[:, :, None], sums / np.maximum(counts, 1.0)[:, :, None], book)
         book = book.astype(np.float32)
@@ -96,8 +97,8 @@ def opq_fit(
     # The codebook follows the last rotation: one more assignment and mean in its space.
     with one_blas_thread():
         xr = (x32 @ rot).reshape(n, m, d)
-    codes, _ = assign(xr, book)
-    sums, counts = group_sums(xr, codes, ksub)
+    codes, _ = assign(xr, book, threads)
+    sums, counts = group_sums(xr, codes, ksub, threads)
     book = np.where(counts[:, :, None] > 0, sums / np.maximum(counts, 1.0)[:, :, None], book)
     return np.ascontiguousarray(rot, dtype=np.float32), book.astype(np.float32)
 
@@ -179,7 +180,7 @@ class ResidualQuantizer:
             sample = x if cap == len(x) else x[self.rng.choice(len(x), size=cap, replace=False)]
             start = (self.rotation, self.codebooks[0]) if warm and self.rotation is not None else None
             iters = c.refit_iters if start is not None else c.rotation_iters
-            self.rotation, first = opq_fit(sample, c.m, c.ksub, iters, self.rng, start)
+            self.rotation, first = opq_fit(sample, c.m, c.ksub, iters, self.rng, start, c.threads)
         if len(self.reservoir):
             original = self.reservoir if old_rotation is None else self.reservoir @ old_rotation.T
             self.reservoir = np.ascontiguousarray(self.rotate(original), dtype=np.float32)
@@ -205,7 +206,7 @@ class ResidualQuantizer:
         r = self._split(self.rotate(x), owned=self.rotation is not None)
         norms = float(np.einsum("nmd,nmd->", r, r, dtype=np.float64))
         for s in range(self.config.stages):
-            codes, _ = assign(r, self.codebooks[s])
+            codes, _ = assign(r, self.codebooks[s], self.config.threads)
             r -= self._gather(self.codebooks[s], codes)
         return float(np.einsum("nmd,nmd->", r, r, dtype=np.float64)) / max(norms, 1e-30)
 
@@ -218,26 +219,31 @@ class ResidualQuantizer:
         n = len(r)
         for s in range(c.stages):
             if start is None:
-                book, counts = lloyd(r, c.ksub, c.init_iters, self.rng)
+                book, counts = lloyd(r, c.ksub, c.init_iters, self.rng, threads=c.threads)
             else:
-                book, counts = lloyd(r, c.ksub, c.refit_iters, self.rng, init=start[s])
+                book, counts = lloyd(r, c.ksub, c.refit_iters, self.rng, init=start[s], threads=c.threads)
             self.codebooks[s] = book
             self.counts[s] = counts
             self.usage[s] = counts / n * c.ksub
             if self.ema_sums is not None:
                 self.ema_sums[s] = book * counts[:, :, None]
-            codes, _ = assign(r, book)
+            codes, _ = assign(r, book, c.threads)
             r -= self._gather(book, codes)
         if c.metric == "ip" and c.parallel_weight > 1 and c.score_books:
             sample_xr = self._split(sample)
             codes_all = np.empty((n, c.ncodes), dtype=np.int64)
             r = sample_xr.copy()
             for s in range(c.stages):
-                codes_all[:, s * c.m : (s + 1) * c.m], _ = assign(r, self.codebooks[s])
+                codes_all[:, s * c.m : (s + 1) * c.m], _ = assign(r, self.codebooks[s], c.threads)
                 r -= self._gather(self.codebooks[s], codes_all[:, s * c.m : (s + 1) * c.m])
             for _ in range(c.score_books):
                 score_aware_codes(
-                    sample_xr, codes_all, self.codebooks, float(c.parallel_weight), c.score_sweeps
+                    sample_xr,
+                    codes_all,
+                    self.codebooks,
+                    float(c.parallel_weight),
+                    c.score_sweeps,
+                    threads=c.threads,
                 )
                 self.codebooks = score_aware_books(
                     sample_xr, codes_all, self.codebooks, float(c.parallel_weight)
@@ -252,8 +258,8 @@ class ResidualQuantizer:
         # forget about as much as one big update over the same vectors.
         decay = c.decay ** min(1.0, n / c.decay_batch)
         for s in range(c.stages):
-            codes, _ = assign(r, self.codebooks[s])
-            sums, cnt = group_sums(r, codes, c.ksub)
+            codes, _ = assign(r, self.codebooks[s], c.threads)
+            sums, cnt = group_sums(r, codes, c.ksub, c.threads)
             self.usage[s] = decay * self.usage[s] + (1.0 - decay) * (cnt / n * c.ksub)
             hit = cnt > 0
             if self.ema_sums is None:
@@ -305,7 +311,7 @@ class ResidualQuantizer:
         total = 0
         for s in range(c.stages):
             if dead[s].any():
-                _, err = assign(r, self.codebooks[s])
+                _, err = assign(r, self.codebooks[s], c.threads)
                 # Points a codeword already sits on show float noise, not error: skip them.
                 floor = 1e-6 * np.einsum("nmd,nmd->m", r, r) / len(r)
                 for j in np.flatnonzero(dead[s].any(axis=1)):
@@ -325,7 +331,7 @@ class ResidualQuantizer:
                     self.usage[s, j, ks] = 1.0
                     total += pick
             if s + 1 < c.stages:
-                codes, _ = assign(r, self.codebooks[s])
+                codes, _ = assign(r, self.codebooks[s], c.threads)
                 r -= self._gather(self.codebooks[s], codes)
         self.reset_total += total
         return total
@@ -341,12 +347,14 @@ class ResidualQuantizer:
         r = np.array(xr, copy=True) if aware else xr
         out = np.empty((len(r), c.ncodes), dtype=c.code_dtype)
         for s in range(c.stages):
-            codes, _ = assign(r, self.codebooks[s])
+            codes, _ = assign(r, self.codebooks[s], c.threads)
             out[:, s * c.m : (s + 1) * c.m] = codes
             if s + 1 < c.stages:
                 r -= self._gather(self.codebooks[s], codes)
         if aware:
-            score_aware_codes(xr, out, self.codebooks, float(c.parallel_weight), c.score_sweeps)
+            score_aware_codes(
+                xr, out, self.codebooks, float(c.parallel_weight), c.score_sweeps, threads=c.threads
+            )
         return out
 
     def decode(self, codes: np.ndarray, codebooks: np.ndarray | None = None) -> np.ndarray:
@@ -423,7 +431,13 @@ class ResidualQuantizer:
 
 
 def score_aware_codes(
-    x: np.ndarray, codes: np.ndarray, books: np.ndarray, weight: float, sweeps: int, block: int = 1024
+    x: np.ndarray,
+    codes: np.ndarray,
+    books: np.ndarray,
+    weight: float,
+    sweeps: int,
+    block: int = 1024,
+    threads: int = 1,
 ) -> np.ndarray:
     """Re-choose ``codes`` (n, stages * m), in place, to lower the score-aware loss of
     anisotropic vector quantisation (Guo et al., ScaNN) for inner-product search:
@@ -437,6 +451,7 @@ def score_aware_codes(
     descent: each sweep visits every (stage, sub-space) slot and picks the codeword that
     minimises the loss with the other codes fixed; ``codes`` is the greedy start. Each slot
     costs two (rows, d) x (d, K) products, so a sweep costs about two greedy encodings.
+    ``threads``: blocks of ``block`` rows handled side by side.
     """
     n, m, d = x.shape
     stages = books.shape[0]
@@ -450,15 +465,16 @@ def score_aware_codes(
     aug = np.concatenate([books, np.einsum("smkd,smkd->smk", books, books)[..., None]], axis=-1)
     aug_t = np.ascontiguousarray(aug.transpose(0, 1, 3, 2), dtype=np.float32)  # (stages, m, d + 1, K)
     root = np.float32(np.sqrt(w))
-    with one_blas_thread():
-        for lo in range(0, n, block):
-            b = len(x[lo : lo + block])
-            cb = codes[lo : lo + b]
-            xb = np.ascontiguousarray(x[lo : lo + b].transpose(1, 0, 2))  # (m, b, d): slots contiguous
-            xh, r, par = _directions_and_residuals(xb, books, cb)
-            # Rows [0, b) of ``lhs``: [-2 (t + w rest x_hat_j), 1]; rows [b, 2b): [sqrt(w) x_hat_j, 0].
-            lhs = np.zeros((2 * b, d + 1), dtype=np.float32)
-            lhs[:b, d] = 1.0
+
+    def rows(lo: int) -> None:
+        b = len(x[lo : lo + block])
+        cb = codes[lo : lo + b]
+        xb = np.ascontiguousarray(x[lo : lo + b].transpose(1, 0, 2))  # (m, b, d): slots contiguous
+        xh, r, par = _directions_and_residuals(xb, books, cb)
+        # Rows [0, b) of ``lhs``: [-2 (t + w rest x_hat_j), 1]; rows [b, 2b): [sqrt(w) x_hat_j, 0].
+        lhs = np.zeros((2 * b, d + 1), dtype=np.float32)
+        lhs[:b, d] = 1.0
+        with one_blas_thread():
             for _ in range(sweeps):
                 for s in range(stages):
                     for j in range(m):
@@ -479,6 +495,9 @@ def score_aware_codes(
                         np.subtract(t, word, out=r[j])
                         par = rest - np.einsum("bd,bd->b", word, xh[j])
                         cb[:, s * m + j] = best
+
+    # Blocks are independent (each writes its own rows of ``codes``): side by side.
+    in_parallel(rows, range(0, n, block), threads)
     return codes
 
 

@@ -73,6 +73,11 @@ class CodebookConfig:
     # codeword its loss's minimiser, codes fixed) ending each fit (the first and every refit),
     # on the fit's sample. Online updates between fits stay plain mini-batch k-means.
     score_books: int = 1
+    # Threads for the quantiser's heavy passes (k-means assignment and sums per sub-space,
+    # score-aware coding per block of rows), BLAS one thread each: a refit's fit and its
+    # re-encoding of every kept vector run about this many times faster on as many free
+    # cores. 1 keeps everything on the calling thread.
+    threads: int = 1
     seed: int = 0
     init_iters: int = 10
     # Lloyd passes over each batch in an online update (each pass re-assigns, then updates).
@@ -98,6 +103,7 @@ class CodebookConfig:
         positive_int("refit_iters", self.refit_iters, 0)
         positive_int("score_sweeps", self.score_sweeps, 0)
         positive_int("score_books", self.score_books, 0)
+        positive_int("threads", self.threads)
         for name in ("reencode_rate", "refit_growth", "refit_shift", "parallel_weight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):

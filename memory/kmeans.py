@@ -8,7 +8,10 @@ never a Python loop over vectors.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -39,8 +42,33 @@ def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
     return _controller[0].limit(limits=1, user_api="blas")
 
 
-def assign(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest codeword per vector and sub-space: (codes (n, m) int64, squared error (n, m))."""
+T = TypeVar("T")
+R = TypeVar("R")
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def in_parallel(fn: Callable[[T], R], items: Sequence[T], threads: int = 1) -> list[R]:
+    """``[fn(i) for i in items]``, on ``threads`` threads when more than one.
+
+    The work handed out here is BLAS products and numpy passes over large arrays, which
+    release the GIL, so threads overlap; BLAS itself stays on one thread per task (the limit
+    is held around the whole call, so the tasks' own limits nest inside it). Tasks must not
+    call ``in_parallel`` with more than one thread themselves: the pool is shared.
+    """
+    if threads <= 1 or len(items) <= 1:
+        return [fn(i) for i in items]
+    with _pools_lock:
+        pool = _pools.get(threads)
+        if pool is None:
+            pool = _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="memory")
+    with one_blas_thread():
+        return list(pool.map(fn, items))
+
+
+def assign(x: np.ndarray, c: np.ndarray, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest codeword per vector and sub-space: (codes (n, m) int64, squared error (n, m)).
+    ``threads``: sub-spaces handled side by side."""
     n, m, d = x.shape
     k = c.shape[1]
     # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2, and ||x||^2 does not change the argmin: one
@@ -52,11 +80,12 @@ def assign(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     codes = np.empty((n, m), dtype=np.int64)
     err = np.empty((n, m), dtype=np.float32)
     chunk = max(1, min(n, _BLOCK_FLOATS // k))
-    rows = np.empty((chunk, d + 1), dtype=np.float32)
-    rows[:, d] = 1.0
-    dist = np.empty((chunk, k), dtype=np.float32)
-    with one_blas_thread():
-        for j in range(m):
+
+    def subspace(j: int) -> None:
+        rows = np.empty((chunk, d + 1), dtype=np.float32)
+        rows[:, d] = 1.0
+        dist = np.empty((chunk, k), dtype=np.float32)
+        with one_blas_thread():
             for lo in range(0, n, chunk):
                 xb = x[lo : lo + chunk, j]
                 b = len(xb)
@@ -67,25 +96,38 @@ def assign(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                 best = block.argmin(axis=1)
                 codes[lo : lo + b, j] = best
                 err[lo : lo + b, j] = np.take_along_axis(block, best[:, None], axis=1)[:, 0]
+
+    in_parallel(subspace, range(m), threads)
     err += np.einsum("nmd,nmd->nm", x, x)
     np.maximum(err, 0.0, out=err)
     return codes, err
 
 
-def group_sums(x: np.ndarray, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per sub-space and codeword: (sum of assigned vectors (m, K, d) float64, counts (m, K))."""
-    n, m, d = x.shape
-    flat = (codes + (np.arange(m, dtype=np.int64) * k)[None, :]).ravel()  # row i*m+j
-    rows = x.reshape(n * m, d)
-    counts = np.bincount(flat, minlength=m * k).astype(np.float64)
-    sums = np.empty((m * k, d), dtype=np.float64)
-    for j in range(d):  # d is small (dim / m); each bincount is one vectorised pass
-        sums[:, j] = np.bincount(flat, weights=rows[:, j], minlength=m * k)
-    return sums.reshape(m, k, d), counts.reshape(m, k)
+def group_sums(x: np.ndarray, codes: np.ndarray, k: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Per sub-space and codeword: (sum of assigned vectors (m, K, d) float64, counts (m, K)).
+    ``threads``: sub-spaces summed side by side."""
+    _, m, d = x.shape
+    sums = np.empty((m, k, d), dtype=np.float64)
+    counts = np.empty((m, k), dtype=np.float64)
+
+    def subspace(j: int) -> None:
+        own = codes[:, j]
+        counts[j] = np.bincount(own, minlength=k)
+        rows = x[:, j]
+        for i in range(d):  # d is small (dim / m); each bincount is one vectorised pass
+            sums[j, :, i] = np.bincount(own, weights=rows[:, i], minlength=k)
+
+    in_parallel(subspace, range(m), threads)
+    return sums, counts
 
 
 def lloyd(
-    x: np.ndarray, k: int, iters: int, rng: np.random.Generator, init: np.ndarray | None = None
+    x: np.ndarray,
+    k: int,
+    iters: int,
+    rng: np.random.Generator,
+    init: np.ndarray | None = None,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """k-means per sub-space on (n, m, d) data: (codebook (m, K, d) float32, counts (m, K)).
 
@@ -106,8 +148,8 @@ def lloyd(
                 c[j, take:] = x[rng.choice(n, size=k - take, replace=True), j]
     counts = np.zeros((m, k), dtype=np.float64)
     for it in range(iters + 1):
-        codes, err = assign(x, c)
-        sums, counts = group_sums(x, codes, k)
+        codes, err = assign(x, c, threads)
+        sums, counts = group_sums(x, codes, k, threads)
         if it == iters:
             break
         filled = counts > 0

@@ -260,11 +260,13 @@ def speculative(
                 run.speculate_step(real=stride == 0)
             else:
                 break
+    seconds = time.perf_counter() - start
+    spec.scheduler.record_request(seconds, len(run.steps), run.speculated)
     return RalmResult(
         tokens=tuple(run.tokens),
         docs=tuple(s.doc for s in run.steps),
         retrievals=run.retrievals,
-        seconds=time.perf_counter() - start,
+        seconds=seconds,
         speculated=run.speculated,
         rollbacks=run.rollbacks,
         batches=tuple(run.batches),

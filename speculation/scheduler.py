@@ -52,6 +52,11 @@ class Scheduler(Protocol):
         """A new request begins (its cache is empty); statistics carry over."""
         ...
 
+    def record_request(self, seconds: float, steps: int, speculated: int) -> None:
+        """A whole request took ``seconds`` (wall clock) for ``steps`` committed steps, of which
+        ``speculated`` were generated on guesses (rolled back ones included)."""
+        ...
+
 
 @dataclass
 class FixedStride:
@@ -79,6 +84,9 @@ class FixedStride:
         pass
 
     def start_request(self) -> None:
+        pass
+
+    def record_request(self, seconds: float, steps: int, speculated: int) -> None:
         pass
 
 
@@ -266,8 +274,17 @@ class OS3Scheduler:
     measured them again (generation and retrieval costs stay current all along, so a retriever
     that turns slow also brings speculation back). Until the costs have been measured it
     answers ``initial_stride``. Timings are medians over the last ``timing_window`` samples, so
-    that one stall does not move them. Ties go to the smaller stride. Safe to feed from a
-    verification thread.
+    that one stall does not move them.
+
+    The model can be wrong where it cannot see: a verification thread that slows generation
+    down (memory bandwidth, the GIL), a retriever whose batches cost what their queries do one
+    by one. So what speculation really costs is checked too: whole requests that mostly
+    speculated (``record_request``; the last ``request_window``) against a plain step as plain
+    steps measure it (the generation of steps on a real retrieval, plus the retrieval). When
+    their seconds per committed step do not beat it by ``min_gain``, the answer is 0, with
+    the same probe later (which forgets those requests).
+
+    Ties go to the smaller stride. Safe to feed from a verification thread.
     """
 
     def __init__(
@@ -279,9 +296,12 @@ class OS3Scheduler:
         timing_window: int = 16,
         min_gain: float = 0.05,
         probe_every: int = 256,
+        request_window: int = 4,
     ) -> None:
-        if max_stride < 1 or window < 1 or timing_window < 1 or probe_every < 1:
-            raise ValueError("max_stride, window, timing_window and probe_every must be at least 1")
+        if min(max_stride, window, timing_window, probe_every, request_window) < 1:
+            raise ValueError(
+                "max_stride, window, timing_window, probe_every and request_window must be at least 1"
+            )
         if not 0.0 <= min_gain < 1.0:
             raise ValueError("min_gain must be in [0, 1)")
         self.max_stride = max_stride
@@ -293,6 +313,8 @@ class OS3Scheduler:
         self._outcomes: deque[tuple[int, int]] = deque(maxlen=window)
         self._runs = RunLengths()
         self._generation: deque[float] = deque(maxlen=timing_window)
+        self._plain_generation: deque[float] = deque(maxlen=timing_window)  # steps on real retrievals
+        self._requests: deque[tuple[float, int]] = deque(maxlen=request_window)  # (seconds, steps)
         self._speculation: deque[float] = deque(maxlen=timing_window)
         self._retrieval: deque[float] = deque(maxlen=timing_window)
         # Several batch sizes are in play at once: keep more samples than one size needs.
@@ -304,6 +326,13 @@ class OS3Scheduler:
             self._generation.append(max(0.0, seconds))
             if speculation is not None:
                 self._speculation.append(max(0.0, speculation))
+            else:
+                self._plain_generation.append(max(0.0, seconds))
+
+    def record_request(self, seconds: float, steps: int, speculated: int) -> None:
+        if steps > 0 and 2 * speculated >= steps:  # mostly speculative: it measures speculation
+            with self._lock:
+                self._requests.append((max(0.0, seconds), steps))
 
     def record_retrieval(self, seconds: float) -> None:
         with self._lock:
@@ -342,7 +371,20 @@ class OS3Scheduler:
         verifications = tuple((n, statistics.median(ts)) for n, ts in sorted(trusted.items()))
         return Estimates(gamma, g, c, r, verifications)
 
+    def realized_loses(self) -> bool:
+        """Whether the recent mostly-speculative requests took, per committed step, more than
+        ``1 - min_gain`` of a plain step (as plain steps measured it)."""
+        with self._lock:
+            if not self._requests or not self._plain_generation or not self._retrieval:
+                return False
+            seconds = sum(t for t, _ in self._requests)
+            steps = sum(n for _, n in self._requests)
+            plain = statistics.median(self._plain_generation) + statistics.median(self._retrieval)
+        return seconds / steps >= (1.0 - self.min_gain) * plain
+
     def stride(self, asynchronous: bool = False, remaining: int | None = None) -> int:
+        if self.realized_loses():
+            return self._probe()
         est = self.estimates()
         a = est.step_seconds
         if a is None or not est.verifications:
@@ -382,6 +424,7 @@ class OS3Scheduler:
             self._plain_run = 0
             self._speculation.clear()
             self._verifications.clear()
+            self._requests.clear()
         return self.initial_stride
 
 

@@ -618,6 +618,34 @@ def test_scheduler_probes_again_after_a_run_of_real_retrievals() -> None:
         OS3Scheduler(probe_every=0)
 
 
+def test_scheduler_stops_when_whole_requests_do_not_beat_plain_steps() -> None:
+    """The model says speculation pays (cheap guesses and verifications, a dear retrieval), but
+    whole requests measure slower per step than plain steps do (something the model cannot
+    see, like a verification thread slowing generation down): speculation goes off, and the
+    probe, after ``probe_every`` real retrievals, forgets those requests and tries again."""
+    sched = OS3Scheduler(max_stride=8, probe_every=4, initial_stride=2)
+    for _ in range(4):
+        sched.record_step(0.010, speculation=0.001)
+        sched.record_verification(0.050, 4)
+        sched.record_outcome(4, 4)
+    sched.record_step(0.010)  # a step on a real retrieval: generation as plain steps see it
+    sched.record_retrieval(0.050)
+    assert sched.stride() >= 2 and not sched.realized_loses()
+    sched.record_request(seconds=1.0, steps=16, speculated=4)  # mostly plain: not counted
+    assert not sched.realized_loses()
+    sched.record_request(seconds=1.0, steps=16, speculated=15)  # 62 ms a step against 60
+    assert sched.realized_loses() and sched.stride() == 0
+    sched.record_retrieval(0.050)
+    sched.record_retrieval(0.050)
+    assert sched.stride() == 0  # 3 real retrievals in a row so far
+    sched.record_retrieval(0.050)
+    assert sched.stride() == 2 and not sched.realized_loses()  # the probe
+    sched.record_request(seconds=0.4, steps=16, speculated=15)  # 25 ms a step: it pays
+    assert not sched.realized_loses() and sched.stride() >= 1
+    with pytest.raises(ValueError):
+        OS3Scheduler(request_window=0)
+
+
 def test_scheduler_reads_verification_costs_per_batch_size() -> None:
     """Exact search over 1M passages on this machine: one query 111 ms (faiss), a batch of two
     214 ms (a matrix product), of eight 268 ms. A line through those would charge a batch of
