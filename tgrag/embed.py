@@ -97,9 +97,9 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         import torch
 
-        model = self._load()
         if self.precision == "bf16-weights":
             return self._embed_bf16_weights(texts)
+        model = self._load()
         # bf16 pays off on batches; a single query is faster in fp32 (11 ms against 13.5 measured).
         bf16 = self._bf16 and len(texts) >= 32
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -115,10 +115,11 @@ class SentenceTransformerEmbedder:
     def _embed_bf16_weights(self, texts: Sequence[str]) -> np.ndarray:
         import torch
 
+        base = self._load()  # takes the lock itself when it loads: not under it here
         with _LOCK:
             key = (self.path, "bf16-weights")
             if key not in _MODELS:
-                _MODELS[key] = copy.deepcopy(self._load()).to(torch.bfloat16)
+                _MODELS[key] = copy.deepcopy(base).to(torch.bfloat16)
             model = _MODELS[key]
         with torch.inference_mode():
             vectors = model.encode(
