@@ -74,9 +74,11 @@ class CodebookConfig:
     # on the fit's sample. Online updates between fits stay plain mini-batch k-means.
     score_books: int = 1
     # Threads for the quantiser's heavy passes (k-means assignment and sums per sub-space,
-    # score-aware coding per block of rows), BLAS one thread each: a refit's fit and its
-    # re-encoding of every kept vector run about this many times faster on as many free
-    # cores. 1 keeps everything on the calling thread.
+    # score-aware coding per block of rows), BLAS one thread each; the codes do not depend on
+    # it. Two threads on 2 cores: score-aware coding 1.6x, assignment 1.5x, a refit's fit
+    # 1.18x (its score-aware codebook pass runs slot by slot, on one thread); over a whole
+    # benchmark stream no measurable gain (docs/benchmarks.md).
+    # 1 keeps everything on the calling thread.
     threads: int = 1
     seed: int = 0
     init_iters: int = 10
